@@ -1,0 +1,40 @@
+/**
+ * Strata's core: the runtime (nodes, routing, membership, call context), the ports adapters
+ * implement, the embedded adapter, the codec and the error catalogue.
+ */
+export * from "./errors/index.js";
+export * from "./ports/index.js";
+export * from "./codec/index.js";
+export { defineService } from "./service/define-service.js";
+export type {
+  ActionContract,
+  ActionInput,
+  ActionOutput,
+  HandlerInput,
+  HandlerOutput,
+  Handlers,
+  Schema,
+  ServiceContract,
+  ServiceContractSpec,
+  ServiceHooks,
+  ServiceImplementation,
+} from "./service/define-service.js";
+export type { Client, ClientOptions } from "./service/client.js";
+export { formatPath, validate } from "./service/schema.js";
+export type { FieldIssue } from "./service/schema.js";
+export type { CallContext, CallOptions, Principal, RoutingStrategy } from "./runtime/context.js";
+export { createNode, groupOf } from "./runtime/node.js";
+export type {
+  NodeEvent,
+  NodeOptions,
+  NodeState,
+  StrataNode,
+  UntypedCallOptions,
+} from "./runtime/node.js";
+export type { LeaveReason, MembershipEvent } from "./runtime/membership.js";
+export { HashRing, hash32 } from "./runtime/hash-ring.js";
+export { handleSignals } from "./runtime/signals.js";
+export { createEmbeddedNetwork } from "./adapters/embedded/index.js";
+export type { EmbeddedNetwork, EmbeddedNetworkOptions } from "./adapters/embedded/index.js";
+export { runLoad } from "./load/run-load.js";
+export type { LatencySummary, LoadOptions, LoadProgress, LoadReport } from "./load/run-load.js";

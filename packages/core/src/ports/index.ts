@@ -1,0 +1,17 @@
+export { manualClock, seededRandom, systemClock } from "./clock.js";
+export type { Clock, ManualClock, Timer } from "./clock.js";
+export { silentLogger } from "./logger.js";
+export type { Logger } from "./logger.js";
+export type {
+  ActionAnnouncement,
+  CallReply,
+  CallRequest,
+  CallTarget,
+  ControlMessage,
+  NodeAnnouncement,
+  NodeStatus,
+  ServiceAnnouncement,
+  TraceContext,
+  Transport,
+  TransportHandlers,
+} from "./transport.js";

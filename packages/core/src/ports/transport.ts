@@ -1,0 +1,119 @@
+import type { WireError } from "../errors/index.js";
+
+/** W3C trace context carried by a call. */
+export interface TraceContext {
+  readonly traceparent: string;
+  readonly tracestate?: string;
+}
+
+/**
+ * One call as it travels to the callee. Transports that cross a process boundary encode it with
+ * the codec; the embedded transport hands it over as it is.
+ */
+export interface CallRequest {
+  /** Caller-local call id; unique among the caller's calls in flight. */
+  readonly id: number;
+  /** Node id of the caller. */
+  readonly from: string;
+  readonly service: string;
+  /** Exact version of the service the router chose on the target node. */
+  readonly version: string;
+  readonly action: string;
+  readonly input: unknown;
+  /** Time budget left, in milliseconds, when the call was sent (deadlines cross hops as budgets). */
+  readonly timeoutMs: number;
+  readonly trace?: TraceContext | undefined;
+  readonly meta?: Readonly<Record<string, string>> | undefined;
+  readonly idempotencyKey?: string | undefined;
+}
+
+/** The callee's answer. */
+export type CallReply =
+  | { readonly ok: true; readonly output: unknown }
+  | { readonly ok: false; readonly error: WireError };
+
+/** Where a request goes: a chosen node, or any member of a service's queue group. */
+export type CallTarget =
+  | { readonly kind: "node"; readonly node: string }
+  | { readonly kind: "group"; readonly group: string };
+
+/** Membership messages nodes broadcast to each other. */
+export type ControlMessage =
+  | { readonly t: "hello"; readonly node: NodeAnnouncement }
+  | {
+      readonly t: "heartbeat";
+      readonly id: string;
+      readonly status: NodeStatus;
+      readonly inFlight: number;
+      readonly incarnation: number;
+    }
+  | { readonly t: "bye"; readonly id: string; readonly incarnation: number }
+  | { readonly t: "discover"; readonly id: string };
+
+/** Lifecycle status of a node as the cluster sees it. */
+export type NodeStatus = "ready" | "draining";
+
+/** One action as announced to the cluster. */
+export interface ActionAnnouncement {
+  readonly name: string;
+  readonly idempotent: boolean;
+}
+
+/** One service a node hosts, as announced to the cluster. */
+export interface ServiceAnnouncement {
+  readonly name: string;
+  readonly version: string;
+  readonly actions: readonly ActionAnnouncement[];
+}
+
+/** What a node tells the cluster about itself. */
+export interface NodeAnnouncement {
+  readonly id: string;
+  readonly region: string;
+  /** Changes every time a node with this id starts, so a restarted node is told from its old self. */
+  readonly incarnation: number;
+  readonly status: NodeStatus;
+  readonly inFlight: number;
+  readonly startedAt: number;
+  readonly transport: string;
+  readonly services: readonly ServiceAnnouncement[];
+}
+
+/** What the runtime gives a transport to deliver inbound traffic. */
+export interface TransportHandlers {
+  /** A request for this node; `respond` must be called at most once. */
+  onRequest(request: CallRequest, respond: (reply: CallReply) => void): void;
+  /** The reply to one of this node's requests (by call id), or a transport-made error. */
+  onReply(id: number, reply: CallReply): void;
+  /** The caller gave up on a call it sent here. */
+  onCancel(from: string, id: number): void;
+  onControl(message: ControlMessage): void;
+}
+
+/**
+ * The port every transport implements. The runtime owns call state (pending calls, deadlines,
+ * routing); a transport only moves messages and reports delivery failures through `onReply`.
+ */
+export interface Transport {
+  /** Short name shown by tools, for example `embedded` or `nats`. */
+  readonly name: string;
+  /** Largest encoded message the transport accepts, in bytes. */
+  readonly maxPayload: number;
+  /** Connects and starts delivering traffic for `nodeId` to `handlers`. */
+  start(nodeId: string, handlers: TransportHandlers, signal?: AbortSignal): Promise<void>;
+  /**
+   * Sends a request. Delivery failures (no such node, payload too large, disconnected) come back as
+   * an error reply through `onReply`, never as a throw.
+   */
+  send(target: CallTarget, request: CallRequest): void;
+  /** Tells `node` that call `id` from this node is abandoned. Best effort. */
+  cancel(node: string, id: number): void;
+  /** Sends a membership message to every node. Best effort. */
+  broadcast(message: ControlMessage): void;
+  /** Joins the queue group for `group` so that group-addressed calls can reach this node. */
+  joinGroup(group: string): void;
+  /** Leaves every queue group (used while draining). */
+  leaveGroups(): void;
+  /** Flushes what is buffered and disconnects. */
+  close(): Promise<void>;
+}
