@@ -12,7 +12,12 @@ export default tseslint.config(
     languageOptions: {
       parserOptions: {
         projectService: {
-          allowDefaultProject: ["*.js", "*.mjs", "packages/cli/bin/*.js"],
+          allowDefaultProject: [
+            "*.js",
+            "*.mjs",
+            "packages/*/bin/*.js",
+            "packages/*/test-fixtures/*.mjs",
+          ],
         },
         tsconfigRootDir: import.meta.dirname,
       },
@@ -45,5 +50,13 @@ export default tseslint.config(
   {
     files: ["**/*.js", "**/*.mjs"],
     ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      globals: {
+        process: "readonly",
+        console: "readonly",
+        setTimeout: "readonly",
+        URL: "readonly",
+      },
+    },
   },
 );

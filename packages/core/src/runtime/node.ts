@@ -25,7 +25,7 @@ import { validate } from "../service/schema.js";
 import type { CallContext, CallOptions, Principal, RoutingStrategy } from "./context.js";
 import { DeadlineQueue, type DeadlineItem } from "./deadline-queue.js";
 import { Membership, type Member, type MembershipEvent } from "./membership.js";
-import { Router, checkRange } from "./router.js";
+import { Router, checkRange, type RouteSpec } from "./router.js";
 
 /** Options for {@link createNode}. */
 export interface NodeOptions {
@@ -110,7 +110,9 @@ export interface StrataNode extends AsyncDisposable {
 /** Options for {@link StrataNode.call}: call options plus routing choices. */
 export interface UntypedCallOptions extends CallOptions, ClientOptions {}
 
-interface Binding {
+interface Binding extends RouteSpec {
+  /** `service.action`, for messages. */
+  readonly what: string;
   readonly service: string;
   readonly action: string;
   readonly range: string;
@@ -130,10 +132,16 @@ interface PendingCall extends DeadlineItem {
   readonly reject: (error: unknown) => void;
   readonly signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** The callee's context when the call is served on this very node. */
+  server: ServerCall | undefined;
+  settled: boolean;
 }
 
 interface HostedAction {
   readonly contract: ActionContract;
+  /** Labels for validation messages, built once. */
+  readonly inputLabel: string;
+  readonly outputLabel: string;
   readonly handler: (input: unknown, context: CallContext) => unknown;
 }
 
@@ -167,6 +175,8 @@ class ServerCall implements CallContext, DeadlineItem {
   deadline: number;
   heapIndex = -1;
   done = false;
+  /** Registered for cancels from another node (local calls are cancelled directly). */
+  remote = false;
   private controller: AbortController | undefined;
   private abortReason: StrataError | undefined;
   private childLogger: Logger | undefined;
@@ -181,12 +191,13 @@ class ServerCall implements CallContext, DeadlineItem {
     request: CallRequest,
     respond: (reply: CallReply) => void,
     principal: Principal | undefined,
+    deadline: number,
   ) {
     this.node = node;
     this.request = request;
     this.respond = respond;
     this.principal = principal;
-    this.deadline = node.clock.monotonic() + request.timeoutMs;
+    this.deadline = deadline;
   }
 
   get service(): string {
@@ -358,7 +369,12 @@ class Node implements StrataNode, TransportHandlers {
           `service ${contract.name}: no handler for ${name}`,
         );
       }
-      actions.set(name, { contract: action, handler });
+      actions.set(name, {
+        contract: action,
+        handler,
+        inputLabel: `${contract.name}.${name} input`,
+        outputLabel: `${contract.name}.${name} output`,
+      });
     }
     this.services.set(contract.name, { implementation, version: contract.version, actions });
     if (this.state === "running") {
@@ -423,16 +439,21 @@ class Node implements StrataNode, TransportHandlers {
         });
       });
     }
-    for (const calls of this.serving.values()) {
-      for (const call of [...calls.values()]) {
-        const error = new StrataError(
-          "UNAVAILABLE",
-          `node ${this.id} stopped before ${call.service}.${call.action} finished`,
-          { details: { node: this.id, outcome: "unknown" } },
-        );
-        call.abort(error);
-        this.finish(call, { ok: false, error: error.toWire() });
-      }
+    const stragglers: ServerCall[] = [];
+    for (const calls of this.serving.values())
+      for (const call of calls.values()) stragglers.push(call);
+    for (const pending of this.pending.values()) {
+      if (pending.server !== undefined) stragglers.push(pending.server);
+    }
+    for (const call of stragglers) {
+      if (call.done) continue;
+      const error = new StrataError(
+        "UNAVAILABLE",
+        `node ${this.id} stopped before ${call.service}.${call.action} finished`,
+        { details: { node: this.id, outcome: "unknown" } },
+      );
+      call.abort(error);
+      this.finish(call, { ok: false, error: error.toWire() });
     }
     this.heartbeatTimer?.clear();
     this.transport.broadcast({ t: "bye", id: this.id, incarnation: this.incarnation });
@@ -570,6 +591,7 @@ class Node implements StrataNode, TransportHandlers {
 
   private onMembership(event: MembershipEvent): void {
     if (event.type === "left") {
+      this.serving.delete(event.id);
       for (const call of [...this.pending.values()]) {
         if (call.member?.id === event.id) {
           this.settleError(
@@ -718,6 +740,7 @@ class Node implements StrataNode, TransportHandlers {
       throw new StrataError("INVALID_ARGUMENT", `unknown routing strategy "${String(strategy)}"`);
     }
     return {
+      what: `${service}.${action}`,
       service,
       action,
       range: checkRange(options?.version ?? defaultRange, service),
@@ -726,6 +749,7 @@ class Node implements StrataNode, TransportHandlers {
       regionAffinity: options?.regionAffinity ?? this.routing.regionAffinity,
       timeoutMs: options?.timeoutMs,
       shardKey,
+      cache: undefined,
     };
   }
 
@@ -749,7 +773,7 @@ class Node implements StrataNode, TransportHandlers {
     }
     let deadline = now + budget;
     if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
-    const what = `${binding.service}.${binding.action}`;
+    const what = binding.what;
     if (deadline <= now) {
       return Promise.reject(
         new StrataError("DEADLINE_EXCEEDED", `${what}: no time left in the caller's deadline`),
@@ -795,14 +819,7 @@ class Node implements StrataNode, TransportHandlers {
             );
           }
         }
-        const instance = this.router.pick({
-          service: binding.service,
-          range: binding.range,
-          strategy: binding.strategy,
-          preferLocal: binding.preferLocal,
-          regionAffinity: binding.regionAffinity,
-          shardKey,
-        });
+        const instance = this.router.pick(binding, shardKey);
         member = instance.member;
         target = member.target;
         version = instance.version;
@@ -843,6 +860,8 @@ class Node implements StrataNode, TransportHandlers {
         reject,
         signal,
         onAbort: undefined,
+        server: undefined,
+        settled: false,
       };
       this.pending.set(id, call);
       this.callDeadlines.push(call);
@@ -853,7 +872,8 @@ class Node implements StrataNode, TransportHandlers {
         signal.addEventListener("abort", call.onAbort, { once: true });
       }
       if (member?.local === true) {
-        this.handleRequest(request, (reply) => this.onReply(id, reply), principal);
+        // Served right here: no transport, no registration for remote cancels.
+        this.serve1(request, (reply) => this.settle(call, reply), principal, deadline, call);
       } else {
         this.transport.send(target, request);
       }
@@ -863,13 +883,18 @@ class Node implements StrataNode, TransportHandlers {
   /** Delivery of a reply (from the transport, or from a local call). */
   onReply(id: number, reply: CallReply): void {
     const call = this.pending.get(id);
-    if (call === undefined) return; // late reply after deadline or cancellation
+    if (call !== undefined) this.settle(call, reply);
+  }
+
+  private settle(call: PendingCall, reply: CallReply): void {
+    if (call.settled) return; // late reply after deadline or cancellation
     this.release(call);
     if (reply.ok) call.resolve(reply.output);
     else call.reject(fromWireError(reply.error));
   }
 
   private release(call: PendingCall): void {
+    call.settled = true;
     this.pending.delete(call.id);
     this.callDeadlines.remove(call);
     if (call.member !== undefined) call.member.outstanding--;
@@ -877,17 +902,21 @@ class Node implements StrataNode, TransportHandlers {
   }
 
   private settleError(call: PendingCall, error: StrataError): void {
-    if (!this.pending.has(call.id)) return;
+    if (call.settled) return;
     this.release(call);
     call.reject(error);
   }
 
   /** The caller gives up on a call: fail it here and tell the callee to stop. */
   private abandon(call: PendingCall, error: StrataError): void {
-    if (!this.pending.has(call.id)) return;
+    if (call.settled) return;
     this.settleError(call, error);
-    if (call.member?.local === true) this.onCancel(this.id, call.id);
-    else if (call.member !== undefined) this.transport.cancel(call.member.id, call.id);
+    if (call.server !== undefined) {
+      const server = call.server;
+      queueMicrotask(() => server.abort(error));
+    } else if (call.member !== undefined && !call.member.local) {
+      this.transport.cancel(call.member.id, call.id);
+    }
   }
 
   private expire(call: PendingCall): void {
@@ -905,7 +934,17 @@ class Node implements StrataNode, TransportHandlers {
   // ---- serving ---------------------------------------------------------------------------------
 
   onRequest(request: CallRequest, respond: (reply: CallReply) => void): void {
-    this.handleRequest(request, respond, undefined);
+    const deadline = this.clock.monotonic() + request.timeoutMs;
+    const call = this.serve1(request, respond, undefined, deadline, undefined);
+    if (call === undefined || call.done) return;
+    // Register it so a cancel from the caller's node can find it.
+    call.remote = true;
+    let calls = this.serving.get(request.from);
+    if (calls === undefined) {
+      calls = new Map<number, ServerCall>();
+      this.serving.set(request.from, calls);
+    }
+    calls.set(request.id, call);
   }
 
   onCancel(from: string, id: number): void {
@@ -915,30 +954,24 @@ class Node implements StrataNode, TransportHandlers {
     );
   }
 
-  private handleRequest(
+  /** Admits, validates and runs one inbound call; returns its context unless it was refused. */
+  private serve1(
     request: CallRequest,
     respond: (reply: CallReply) => void,
     principal: Principal | undefined,
-  ): void {
-    const error = this.admit(request);
-    if (error !== undefined) {
-      respond({ ok: false, error: error.toWire() });
-      return;
+    deadline: number,
+    pending: PendingCall | undefined,
+  ): ServerCall | undefined {
+    const action = this.admit(request);
+    if (action instanceof StrataError) {
+      respond({ ok: false, error: action.toWire() });
+      return undefined;
     }
-    const service = this.services.get(request.service) as HostedService;
-    const action = service.actions.get(request.action) as HostedAction;
-    const call = new ServerCall(this, request, respond, principal);
-    let calls = this.serving.get(request.from);
-    if (calls === undefined)
-      this.serving.set(request.from, (calls = new Map<number, ServerCall>()));
-    calls.set(request.id, call);
+    const call = new ServerCall(this, request, respond, principal, deadline);
+    if (pending !== undefined) pending.server = call;
     this.serverInFlight++;
     try {
-      const input = validate(
-        action.contract.input,
-        request.input,
-        `${request.service}.${request.action} input`,
-      );
+      const input = validate(action.contract.input, request.input, action.inputLabel);
       if (input instanceof Promise) {
         input.then(
           (value) => this.run(call, action, value),
@@ -950,9 +983,10 @@ class Node implements StrataNode, TransportHandlers {
     } catch (failure) {
       this.fail(call, failure);
     }
+    return call;
   }
 
-  private admit(request: CallRequest): StrataError | undefined {
+  private admit(request: CallRequest): HostedAction | StrataError {
     if (this.state !== "running") {
       return new StrataError(
         "UNAVAILABLE",
@@ -973,7 +1007,8 @@ class Node implements StrataNode, TransportHandlers {
         { details: { service: request.service, served: service.version } },
       );
     }
-    if (!service.actions.has(request.action)) {
+    const action = service.actions.get(request.action);
+    if (action === undefined) {
       return new StrataError(
         "UNIMPLEMENTED",
         `${request.service} has no action "${request.action}"`,
@@ -986,7 +1021,7 @@ class Node implements StrataNode, TransportHandlers {
         `${request.service}.${request.action}: arrived after its deadline`,
       );
     }
-    return undefined;
+    return action;
   }
 
   private run(call: ServerCall, action: HostedAction, input: unknown): void {
@@ -1014,11 +1049,7 @@ class Node implements StrataNode, TransportHandlers {
       return;
     }
     try {
-      const checked = validate(
-        action.contract.output,
-        output,
-        `${call.service}.${call.action} output`,
-      );
+      const checked = validate(action.contract.output, output, action.outputLabel);
       if (checked instanceof Promise) {
         checked.then(
           (value) => this.finish(call, { ok: true, output: value }),
@@ -1045,11 +1076,8 @@ class Node implements StrataNode, TransportHandlers {
     call.done = true;
     this.serverInFlight--;
     this.serverDeadlines.remove(call);
-    const calls = this.serving.get(call.request.from);
-    if (calls !== undefined) {
-      calls.delete(call.request.id);
-      if (calls.size === 0) this.serving.delete(call.request.from);
-    }
+    // Per-caller maps stay (one per calling node) and are dropped when that node leaves.
+    if (call.remote) this.serving.get(call.request.from)?.delete(call.request.id);
     try {
       call.respond(reply);
     } catch (error) {

@@ -4,17 +4,21 @@ import { HashRing } from "./hash-ring.js";
 import type { RoutingStrategy } from "./context.js";
 import type { Instance, Member, Membership } from "./membership.js";
 
-/** What the router needs to pick a node for one call. */
-export interface RouteRequest {
+/**
+ * What the router needs to pick a node. Clients keep one per action and reuse it for every call,
+ * so the router can cache the candidate list on it (`cache`) until membership changes.
+ */
+export interface RouteSpec {
   readonly service: string;
   readonly range: string;
   readonly strategy: RoutingStrategy;
   readonly preferLocal: boolean;
   readonly regionAffinity: boolean;
-  readonly shardKey: string | undefined;
+  cache?: Candidates | undefined;
 }
 
-interface Candidates {
+/** The instances that can serve a route, for one membership epoch. */
+export interface Candidates {
   epoch: number;
   all: Instance[];
   /** The instances to balance over: same-region ones when region affinity applies and any exist. */
@@ -43,8 +47,12 @@ export class Router {
     this.random = random;
   }
 
-  pick(request: RouteRequest): Instance {
-    const c = this.candidates(request);
+  pick(request: RouteSpec, shardKey: string | undefined): Instance {
+    let c = request.cache;
+    if (c === undefined || c.epoch !== this.membership.epoch) {
+      c = this.candidates(request);
+      request.cache = c;
+    }
     if (c.all.length === 0) {
       throw new StrataError(
         "UNAVAILABLE",
@@ -52,14 +60,14 @@ export class Router {
         { details: { service: request.service, version: request.range } },
       );
     }
-    if (request.shardKey !== undefined) {
+    if (shardKey !== undefined) {
       if (c.ring === undefined) {
         const index = new Map<string, Instance>();
         for (const instance of c.all) index.set(instance.member.id, instance);
         c.ringIndex = index;
         c.ring = new HashRing([...index.keys()]);
       }
-      const owner = c.ring.owner(request.shardKey);
+      const owner = c.ring.owner(shardKey);
       const instance = owner === undefined ? undefined : c.ringIndex?.get(owner);
       if (instance !== undefined) return instance;
     }
@@ -87,11 +95,10 @@ export class Router {
       strategy: "round-robin",
       preferLocal: false,
       regionAffinity: false,
-      shardKey: undefined,
     }).all.length;
   }
 
-  private candidates(request: RouteRequest): Candidates {
+  private candidates(request: RouteSpec): Candidates {
     const key = `${request.service}\u0000${request.range}`;
     const cached = this.cache.get(key);
     if (cached !== undefined && cached.epoch === this.membership.epoch) return cached;

@@ -1,0 +1,76 @@
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { publishRpc, runRpcBench } from "./rpc.js";
+
+const USAGE = `usage: npm run bench -- <suite> [--quick]
+
+suites:
+  rpc     Strata vs Moleculer (local and over NATS) vs raw nats.js request/reply
+
+options:
+  --quick   fewer calls (a smoke run; results are not written)
+  --help    this text`;
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { quick: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    });
+  } catch (error) {
+    console.error(`bench: ${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+    return 2;
+  }
+  const [suite] = parsed.positionals;
+  if (parsed.values.help === true || suite === undefined) {
+    console.log(USAGE);
+    return suite === undefined && parsed.values.help !== true ? 2 : 0;
+  }
+  if (suite !== "rpc") {
+    console.error(`bench: unknown suite "${suite}"\n${USAGE}`);
+    return 2;
+  }
+  const quick = parsed.values.quick === true;
+  const results = await runRpcBench({
+    concurrencies: [1, 16, 128],
+    calls: (c, scenario) => {
+      const base =
+        scenario === "in-process"
+          ? c === 1
+            ? 200_000
+            : 400_000
+          : c === 1
+            ? 10_000
+            : c === 16
+              ? 60_000
+              : 120_000;
+      return quick ? Math.max(1_000, Math.floor(base / 20)) : base;
+    },
+    warmupCalls: quick ? 1_000 : 20_000,
+    log: (line) => console.log(line),
+  });
+  for (const t of results.targets)
+    console.log(`${t.met ? "met   " : "MISSED"} ${t.name}: ${t.value}x (goal ${t.target})`);
+  if (!quick) {
+    const root = fileURLToPath(new URL("../../", import.meta.url));
+    await publishRpc(
+      results,
+      { json: `${root}bench/results/rpc.json`, markdown: `${root}docs/BENCHMARKS.md` },
+      "npm run bench -- rpc",
+    );
+    console.log("wrote bench/results/rpc.json and docs/BENCHMARKS.md");
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,68 @@
+import { createEmbeddedNetwork, createNode, defineService, type StrataNode } from "@strata/core";
+import { createNatsTransport } from "@strata/nats";
+
+/** A Strata caller/callee pair for the side-by-side run. */
+export interface StrataPeer extends AsyncDisposable {
+  call(payload: object): Promise<unknown>;
+}
+
+// A pass-through Standard Schema: the peers' echo actions validate nothing either, so the run
+// compares call paths, not validators.
+const any = {
+  "~standard": {
+    version: 1 as const,
+    vendor: "bench",
+    validate: (value: unknown) => ({ value }),
+  },
+};
+
+/** The echo contract every Strata benchmark calls. */
+export const echo = defineService({
+  name: "echo",
+  version: "1.0.0",
+  actions: { echo: { input: any, output: any, idempotent: true } },
+});
+const impl = echo.implement({ echo: (input) => input });
+
+async function pair(server: StrataNode, client: StrataNode): Promise<StrataPeer> {
+  await server.start();
+  if (client !== server) await client.start();
+  await client.waitForService("echo", { timeoutMs: 10_000 });
+  const c = client.client(echo);
+  return {
+    call: (payload) => c.echo(payload),
+    [Symbol.asyncDispose]: async () => {
+      if (client !== server) await client.stop();
+      await server.stop();
+    },
+  };
+}
+
+/** Caller and callee are different nodes of one embedded network (one process). */
+export function strataEmbedded(): Promise<StrataPeer> {
+  const network = createEmbeddedNetwork();
+  const server = createNode({ id: "server", transport: network.transport(), services: [impl] });
+  const client = createNode({ id: "client", transport: network.transport() });
+  return pair(server, client);
+}
+
+/** Caller and callee are the same node: the analogue of Moleculer's local call. */
+export function strataLocal(): Promise<StrataPeer> {
+  const network = createEmbeddedNetwork();
+  const node = createNode({ id: "local", transport: network.transport(), services: [impl] });
+  return pair(node, node);
+}
+
+/** Two nodes in this process, each with its own NATS connection to the same server. */
+export function strataNats(url: string): Promise<StrataPeer> {
+  const server = createNode({
+    id: "s-server",
+    transport: createNatsTransport({ servers: url, cluster: "bench" }),
+    services: [impl],
+  });
+  const client = createNode({
+    id: "s-client",
+    transport: createNatsTransport({ servers: url, cluster: "bench" }),
+  });
+  return pair(server, client);
+}

@@ -1,0 +1,239 @@
+import { writeFile } from "node:fs/promises";
+import { runLoad, type LoadReport } from "@strata/core";
+import { startNatsCluster } from "@strata/test-harness";
+import { moleculerLocal, moleculerNats } from "./peers/moleculer-rpc.js";
+import { rawNats } from "./peers/raw-nats-rpc.js";
+import { strataEmbedded, strataLocal, strataNats } from "./peers/strata-rpc.js";
+
+/** A ~100-byte object (as MessagePack; about 120 bytes as JSON). */
+export const PAYLOAD = {
+  id: "ord-000042",
+  sku: "sku-1234-blue-xl",
+  qty: 3,
+  priceMinor: 129_900,
+  currency: "EUR",
+  tags: ["sale", "priority"],
+  ok: true,
+};
+
+interface Peer extends AsyncDisposable {
+  call(payload: object): Promise<unknown>;
+}
+
+/** One measured row of the table. */
+export interface RpcRow {
+  readonly scenario: "in-process" | "nats";
+  readonly peer: string;
+  readonly concurrency: number;
+  readonly calls: number;
+  readonly errors: number;
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** What `npm run bench -- rpc` writes to bench/results/rpc.json. */
+export interface RpcResults {
+  readonly when: string;
+  readonly machine: { readonly cpus: number; readonly node: string; readonly natsServer: string };
+  readonly rows: readonly RpcRow[];
+  readonly ratios: Readonly<Record<string, number>>;
+  readonly targets: ReadonlyArray<{
+    readonly name: string;
+    readonly value: number;
+    readonly target: string;
+    readonly met: boolean;
+  }>;
+}
+
+export interface RpcOptions {
+  readonly concurrencies: readonly number[];
+  /** Measured calls per concurrency level, after warm-up. */
+  readonly calls: (concurrency: number, scenario: "in-process" | "nats") => number;
+  readonly warmupCalls: number;
+  readonly log: (line: string) => void;
+}
+
+async function measure(
+  scenario: RpcRow["scenario"],
+  name: string,
+  make: () => Promise<Peer>,
+  options: RpcOptions,
+): Promise<RpcRow[]> {
+  const rows: RpcRow[] = [];
+  await using peer = await make();
+  for (const concurrency of options.concurrencies) {
+    // Settle the heap between runs so one peer's garbage does not land on the next.
+    (globalThis as { gc?: () => void }).gc?.();
+    const report: LoadReport = await runLoad({
+      concurrency,
+      calls: options.calls(concurrency, scenario),
+      warmupCalls: options.warmupCalls,
+      call: () => peer.call(PAYLOAD),
+    });
+    const errors = report.calls - report.ok;
+    const row: RpcRow = {
+      scenario,
+      peer: name,
+      concurrency,
+      calls: report.calls,
+      errors,
+      rps: Math.round(report.throughput),
+      p50Ms: report.latency.p50,
+      p99Ms: report.latency.p99,
+    };
+    options.log(
+      `${scenario.padEnd(10)} ${name.padEnd(22)} c=${String(concurrency).padStart(3)}  ${String(row.rps).padStart(8)} req/s  p50 ${row.p50Ms.toFixed(3)} ms  p99 ${row.p99Ms.toFixed(3)} ms${errors > 0 ? `  errors ${errors}` : ""}`,
+    );
+    rows.push(row);
+  }
+  return rows;
+}
+
+function find(rows: readonly RpcRow[], peer: string, concurrency: number): RpcRow | undefined {
+  return rows.find((r) => r.peer === peer && r.concurrency === concurrency);
+}
+
+/** Runs every peer side by side in this one process and returns the table with its ratios. */
+export async function runRpcBench(options: RpcOptions): Promise<RpcResults> {
+  const rows: RpcRow[] = [];
+  rows.push(...(await measure("in-process", "moleculer local", moleculerLocal, options)));
+  rows.push(...(await measure("in-process", "strata local", strataLocal, options)));
+  rows.push(...(await measure("in-process", "strata embedded", strataEmbedded, options)));
+
+  await using cluster = await startNatsCluster({ nodes: 1, jetstream: false });
+  const url = cluster.url;
+  rows.push(...(await measure("nats", "raw nats.js (muxed)", () => rawNats(url), options)));
+  rows.push(...(await measure("nats", "moleculer over nats", () => moleculerNats(url), options)));
+  rows.push(...(await measure("nats", "strata over nats", () => strataNats(url), options)));
+
+  const ratios: Record<string, number> = {};
+  const targets: Array<RpcResults["targets"][number]> = [];
+  const ratio = (a: RpcRow | undefined, b: RpcRow | undefined): number =>
+    a === undefined || b === undefined || b.rps === 0
+      ? NaN
+      : Math.round((a.rps / b.rps) * 100) / 100;
+  for (const c of options.concurrencies) {
+    ratios[`embedded/moleculer-local@${c}`] = ratio(
+      find(rows, "strata embedded", c),
+      find(rows, "moleculer local", c),
+    );
+    ratios[`local/moleculer-local@${c}`] = ratio(
+      find(rows, "strata local", c),
+      find(rows, "moleculer local", c),
+    );
+    ratios[`nats/moleculer-nats@${c}`] = ratio(
+      find(rows, "strata over nats", c),
+      find(rows, "moleculer over nats", c),
+    );
+    ratios[`nats/raw-nats@${c}`] = ratio(
+      find(rows, "strata over nats", c),
+      find(rows, "raw nats.js (muxed)", c),
+    );
+  }
+  const top = Math.max(...options.concurrencies);
+  const minOver = (prefix: string): number =>
+    Math.min(...options.concurrencies.map((c) => ratios[`${prefix}@${c}`] ?? NaN));
+  const embedded = minOver("embedded/moleculer-local");
+  targets.push({
+    name: "embedded calls vs Moleculer local (worst concurrency)",
+    value: embedded,
+    target: ">= 2.0x",
+    met: embedded >= 2,
+  });
+  const overNats = ratios[`nats/moleculer-nats@${top}`] ?? NaN;
+  targets.push({
+    name: `calls over NATS vs Moleculer over NATS (c=${top})`,
+    value: overNats,
+    target: ">= 1.5x",
+    met: overNats >= 1.5,
+  });
+  const strataTop = find(rows, "strata over nats", top);
+  const molTop = find(rows, "moleculer over nats", top);
+  const p99Ratio =
+    strataTop !== undefined && molTop !== undefined
+      ? Math.round((strataTop.p99Ms / molTop.p99Ms) * 100) / 100
+      : NaN;
+  targets.push({
+    name: `p99 over NATS vs Moleculer over NATS (c=${top})`,
+    value: p99Ratio,
+    target: "<= 1.0x",
+    met: p99Ratio <= 1,
+  });
+  const floor = ratios[`nats/raw-nats@${top}`] ?? NaN;
+  targets.push({
+    name: `calls over NATS vs raw nats.js (c=${top})`,
+    value: floor,
+    target: ">= 0.9x",
+    met: floor >= 0.9,
+  });
+
+  return {
+    when: new Date().toISOString(),
+    machine: {
+      cpus: (await import("node:os")).cpus().length,
+      node: process.version,
+      natsServer: cluster.servers[0]?.version ?? "unknown",
+    },
+    rows,
+    ratios,
+    targets,
+  };
+}
+
+/** Renders the results as the Markdown section of docs/BENCHMARKS.md. */
+export function renderRpcMarkdown(results: RpcResults, command: string): string {
+  const lines: string[] = [];
+  lines.push(
+    `Measured ${results.when.slice(0, 10)} on ${results.machine.cpus} cores, Node ${results.machine.node}, nats-server ${results.machine.natsServer}, with \`${command}\`.`,
+  );
+  lines.push(
+    "Every peer runs in the same process, one after another, against the same nats-server; an echo of a ~100-byte object; fixed call counts after a warm-up.",
+  );
+  lines.push("");
+  lines.push("| scenario | peer | concurrency | req/s | p50 ms | p99 ms | errors |");
+  lines.push("|---|---|---:|---:|---:|---:|---:|");
+  for (const r of results.rows) {
+    lines.push(
+      `| ${r.scenario} | ${r.peer} | ${r.concurrency} | ${r.rps.toLocaleString("en-US")} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.errors} |`,
+    );
+  }
+  lines.push("");
+  lines.push("| target | measured | goal | met |");
+  lines.push("|---|---:|---|---|");
+  for (const t of results.targets)
+    lines.push(
+      `| ${t.name} | ${Number.isNaN(t.value) ? "n/a" : `${t.value}x`} | ${t.target} | ${t.met ? "yes" : "**no**"} |`,
+    );
+  lines.push("");
+  lines.push("Ratios (Strata ÷ peer, throughput):");
+  lines.push("");
+  for (const [name, value] of Object.entries(results.ratios)) lines.push(`- ${name}: ${value}x`);
+  return lines.join("\n");
+}
+
+/** Writes the JSON results and replaces the RPC section of docs/BENCHMARKS.md. */
+export async function publishRpc(
+  results: RpcResults,
+  paths: { json: string; markdown: string },
+  command: string,
+): Promise<void> {
+  await writeFile(paths.json, `${JSON.stringify(results, null, 2)}\n`);
+  const { readFile } = await import("node:fs/promises");
+  const start = "<!-- bench:rpc:start -->";
+  const end = "<!-- bench:rpc:end -->";
+  let doc: string;
+  try {
+    doc = await readFile(paths.markdown, "utf8");
+  } catch {
+    doc = "# Benchmarks\n";
+  }
+  const section = `${start}\n${renderRpcMarkdown(results, command)}\n${end}`;
+  const i = doc.indexOf(start);
+  const j = doc.indexOf(end);
+  doc =
+    i >= 0 && j > i
+      ? doc.slice(0, i) + section + doc.slice(j + end.length)
+      : `${doc.trimEnd()}\n\n## RPC calls\n\n${section}\n`;
+  await writeFile(paths.markdown, doc);
+}

@@ -1,0 +1,99 @@
+import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { findNatsServer, startNatsCluster } from "./index.js";
+
+async function json(url: string): Promise<Record<string, unknown>> {
+  const response = await fetch(url);
+  return (await response.json()) as Record<string, unknown>;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function alive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("findNatsServer", () => {
+  it("finds a server of at least 2.10", async () => {
+    const { version } = await findNatsServer();
+    const [major, minor] = version.split(".").map(Number);
+    expect((major ?? 0) * 100 + (minor ?? 0)).toBeGreaterThanOrEqual(210);
+  });
+
+  it("refuses a server below 2.10 and says why", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "strata-fake-nats-"));
+    const fake = join(dir, "nats-server");
+    await writeFile(fake, "#!/bin/sh\necho 'nats-server: v2.9.10'\n");
+    await chmod(fake, 0o755);
+    const before = process.env["STRATA_NATS_SERVER"];
+    process.env["STRATA_NATS_SERVER"] = fake;
+    try {
+      await expect(findNatsServer()).rejects.toThrow(/2\.9\.10.*too old.*4320/s);
+    } finally {
+      if (before === undefined) delete process.env["STRATA_NATS_SERVER"];
+      else process.env["STRATA_NATS_SERVER"] = before;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("startNatsCluster", () => {
+  it("starts one JetStream server, and dispose removes its process and folder", async () => {
+    let dir = "";
+    let pid: number | undefined;
+    {
+      await using cluster = await startNatsCluster({ nodes: 1, syncAlways: true });
+      const server = cluster.servers[0];
+      if (server === undefined) throw new Error("no server");
+      dir = server.dir;
+      pid = server.pid;
+      expect(cluster.url).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+      const jsz = await json(`http://127.0.0.1:${server.monitorPort}/jsz`);
+      expect(jsz["config"]).toMatchObject({ sync_interval: expect.anything() as unknown });
+      expect(alive(pid)).toBe(true);
+    }
+    expect(await exists(dir)).toBe(false);
+    expect(alive(pid)).toBe(false);
+  });
+
+  it("starts a 3-node cluster; kill -9, restart, pause and resume one server", async () => {
+    await using cluster = await startNatsCluster({ nodes: 3 });
+    expect(cluster.urls).toHaveLength(3);
+    const [a, b] = cluster.servers;
+    if (a === undefined || b === undefined) throw new Error("servers missing");
+    const jsz = await json(`http://127.0.0.1:${b.monitorPort}/jsz`);
+    expect((jsz["meta_cluster"] as { cluster_size: number }).cluster_size).toBe(3);
+
+    await a.kill();
+    expect(a.running).toBe(false);
+    await expect(fetch(`http://127.0.0.1:${a.monitorPort}/healthz`)).rejects.toThrow();
+    await a.restart();
+    expect(a.running).toBe(true);
+    const routez = await json(`http://127.0.0.1:${a.monitorPort}/routez`);
+    const names = new Set(
+      (routez["routes"] as Array<{ remote_name: string }>).map((r) => r.remote_name),
+    );
+    expect(names.size).toBe(2);
+
+    a.pause();
+    await expect(
+      fetch(`http://127.0.0.1:${a.monitorPort}/healthz`, { signal: AbortSignal.timeout(300) }),
+    ).rejects.toThrow();
+    a.resume();
+    const health = await fetch(`http://127.0.0.1:${a.monitorPort}/healthz`);
+    expect(health.ok).toBe(true);
+  });
+});

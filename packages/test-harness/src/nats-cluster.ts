@@ -1,0 +1,275 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { findNatsServer } from "./find-nats.js";
+import { freePort } from "./free-port.js";
+import { waitFor } from "./wait-for.js";
+
+/** Options for {@link startNatsCluster}. */
+export interface NatsClusterOptions {
+  /** 1 (a single server) or 3 (a routed cluster); default 1. */
+  readonly nodes?: 1 | 3;
+  /** Enable JetStream; default true. */
+  readonly jetstream?: boolean;
+  /** Set `sync_interval: always` (fsync before every acknowledgement). */
+  readonly syncAlways?: boolean;
+  /** Longest wait for the cluster to be ready, in ms; default 20 000. */
+  readonly startTimeoutMs?: number;
+}
+
+/** One running (or stopped) nats-server of a test cluster. */
+export interface NatsServerHandle {
+  readonly name: string;
+  readonly port: number;
+  readonly monitorPort: number;
+  readonly url: string;
+  readonly dir: string;
+  readonly version: string;
+  readonly pid: number | undefined;
+  readonly running: boolean;
+  /** SIGKILL, then wait for the process to exit. */
+  kill(): Promise<void>;
+  /** SIGSTOP: the process stops answering but keeps its sockets. */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
+  /** Starts the server again with the same config, ports and store; waits until it is ready. */
+  restart(): Promise<void>;
+  /** The server's log so far. */
+  logs(): Promise<string>;
+}
+
+/** A test cluster; dispose it (or call stop) to kill every server and remove its folders. */
+export interface NatsCluster extends AsyncDisposable {
+  readonly servers: readonly NatsServerHandle[];
+  readonly urls: readonly string[];
+  /** All URLs, comma-joined. */
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const child of live) {
+      try {
+        child.kill("SIGCONT");
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+    await response.arrayBuffer();
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
+async function httpJson(url: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+    if (!response.ok) return undefined;
+    return (await response.json()) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+class Server implements NatsServerHandle {
+  readonly name: string;
+  readonly port: number;
+  readonly monitorPort: number;
+  readonly routePort: number;
+  readonly url: string;
+  readonly dir: string;
+  readonly version: string;
+  private readonly binary: string;
+  private readonly config: string;
+  private child: ChildProcess | undefined;
+  private exited: Promise<unknown> | undefined;
+  peers = 0;
+  jetstream = true;
+
+  constructor(init: {
+    name: string;
+    port: number;
+    monitorPort: number;
+    routePort: number;
+    dir: string;
+    binary: string;
+    version: string;
+  }) {
+    this.name = init.name;
+    this.port = init.port;
+    this.monitorPort = init.monitorPort;
+    this.routePort = init.routePort;
+    this.dir = init.dir;
+    this.binary = init.binary;
+    this.version = init.version;
+    this.url = `nats://127.0.0.1:${init.port}`;
+    this.config = join(init.dir, "nats.conf");
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return (
+      this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+    );
+  }
+
+  async writeConfig(routePorts: readonly number[], options: NatsClusterOptions): Promise<void> {
+    const lines = [
+      `server_name: ${this.name}`,
+      `listen: 127.0.0.1:${this.port}`,
+      `http: 127.0.0.1:${this.monitorPort}`,
+    ];
+    if (options.jetstream !== false) {
+      lines.push("jetstream {", `  store_dir: ${JSON.stringify(join(this.dir, "jetstream"))}`);
+      if (options.syncAlways === true) lines.push("  sync_interval: always");
+      lines.push("}");
+    }
+    if (routePorts.length > 1) {
+      lines.push(
+        "cluster {",
+        "  name: strata-test",
+        `  listen: 127.0.0.1:${this.routePort}`,
+        `  routes: [${routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}]`,
+        "}",
+      );
+    }
+    await writeFile(this.config, `${lines.join("\n")}\n`);
+  }
+
+  async spawn(): Promise<void> {
+    const log = await open(join(this.dir, "server.log"), "a");
+    const child = spawn(this.binary, ["-c", this.config], { stdio: ["ignore", log.fd, log.fd] });
+    await log.close();
+    this.child = child;
+    live.add(child);
+    this.exited = once(child, "exit").finally(() => live.delete(child));
+    child.on("error", () => undefined);
+  }
+
+  async ready(timeoutMs: number): Promise<void> {
+    const base = `http://127.0.0.1:${this.monitorPort}`;
+    await waitFor(
+      async () => {
+        if (!this.running)
+          throw new Error(`${this.name} exited; see ${join(this.dir, "server.log")}`);
+        const health = this.jetstream ? `${base}/healthz?js-enabled-only=true` : `${base}/healthz`;
+        if (!(await httpOk(health))) return false;
+        if (this.peers === 0) return true;
+        const routez = await httpJson(`${base}/routez`);
+        const routes = (routez?.["routes"] as Array<Record<string, unknown>> | undefined) ?? [];
+        const remotes = new Set(routes.map((r) => String(r["remote_name"] ?? r["remote_id"])));
+        if (remotes.size < this.peers) return false;
+        if (!this.jetstream) return true;
+        const jsz = await httpJson(`${base}/jsz`);
+        const meta = jsz?.["meta_cluster"] as Record<string, unknown> | undefined;
+        return typeof meta?.["leader"] === "string" && meta["leader"] !== "";
+      },
+      { timeoutMs, intervalMs: 50, message: `nats-server ${this.name} not ready` },
+    );
+  }
+
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (child === undefined || !this.running) return;
+    child.kill("SIGCONT");
+    child.kill("SIGKILL");
+    await this.exited;
+  }
+
+  pause(): void {
+    this.child?.kill("SIGSTOP");
+  }
+
+  resume(): void {
+    this.child?.kill("SIGCONT");
+  }
+
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.spawn();
+    await this.ready(20_000);
+  }
+
+  logs(): Promise<string> {
+    return readFile(join(this.dir, "server.log"), "utf8").catch(() => "");
+  }
+}
+
+/**
+ * Starts a 1- or 3-server NATS (JetStream) cluster on free loopback ports, each server in its own
+ * temporary folder. It never touches servers already running on the machine.
+ *
+ * @example
+ * await using cluster = await startNatsCluster({ nodes: 3 });
+ * await cluster.servers[0].kill();
+ */
+export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
+  installExitHook();
+  const { path: binary, version } = await findNatsServer();
+  const count = options.nodes ?? 1;
+  const servers: Server[] = [];
+  for (let i = 0; i < count; i++) {
+    const dir = await mkdtemp(join(tmpdir(), `strata-nats-n${i + 1}-`));
+    servers.push(
+      new Server({
+        name: `n${i + 1}`,
+        port: await freePort(),
+        monitorPort: await freePort(),
+        routePort: await freePort(),
+        dir,
+        binary,
+        version,
+      }),
+    );
+  }
+  const routePorts = count > 1 ? servers.map((s) => s.routePort) : [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(servers.map((s) => s.kill()));
+    await Promise.all(servers.map((s) => rm(s.dir, { recursive: true, force: true })));
+  };
+  try {
+    for (const server of servers) {
+      server.peers = count - 1;
+      server.jetstream = options.jetstream !== false;
+      await server.writeConfig(routePorts, options);
+      await server.spawn();
+    }
+    await Promise.all(servers.map((s) => s.ready(options.startTimeoutMs ?? 20_000)));
+  } catch (error) {
+    const logs = await Promise.all(
+      servers.map(async (s) => `--- ${s.name}\n${(await s.logs()).slice(-2_000)}`),
+    );
+    await stop();
+    throw new Error(`NATS test cluster did not start: ${String(error)}\n${logs.join("\n")}`, {
+      cause: error,
+    });
+  }
+  const urls = servers.map((s) => s.url);
+  return {
+    servers,
+    urls,
+    url: urls.join(","),
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}

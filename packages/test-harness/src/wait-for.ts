@@ -1,0 +1,33 @@
+/**
+ * Polls `condition` until it holds, or throws after `timeoutMs`. Tests wait on conditions with a
+ * deadline instead of sleeping.
+ *
+ * @example
+ * await waitFor(() => node.nodes().length === 3, { message: "cluster did not form" });
+ */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  options: {
+    readonly timeoutMs?: number;
+    readonly intervalMs?: number;
+    readonly message?: string;
+  } = {},
+): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const intervalMs = options.intervalMs ?? 20;
+  const deadline = performance.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      if (await condition()) return;
+    } catch (error) {
+      lastError = error;
+    }
+    if (performance.now() >= deadline) {
+      throw new Error(`${options.message ?? "condition not met"} (after ${timeoutMs} ms)`, {
+        cause: lastError,
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
