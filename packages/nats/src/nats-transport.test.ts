@@ -183,15 +183,15 @@ describe("NATS transport on a 3-server JetStream cluster", () => {
         new Uint8Array(0),
       ];
       for (const frame of garbage) {
-        const reply = await raw.request("strata.default.node.app1", frame, { timeout: 2_000 });
+        const reply = await raw.request("strata.default.n.app1", frame, { timeout: 2_000 });
         const decoded = createCodec().decodeReply(reply.data);
         expect(decoded.ok).toBe(false);
         if (!decoded.ok)
           expect(["INVALID_ARGUMENT", "FAILED_PRECONDITION"]).toContain(decoded.error.code);
       }
       // Garbage on the control and cancel subjects is dropped without harm.
-      raw.publish("strata.default.control", new Uint8Array([0xff, 0x00]));
-      raw.publish("strata.default.cancel.app1", new Uint8Array([0x93]));
+      raw.publish("strata.default.ctl", new Uint8Array([0xff, 0x00]));
+      raw.publish("strata.default.x.app1", new Uint8Array([0x93]));
       await raw.flush();
     } finally {
       await raw.close();

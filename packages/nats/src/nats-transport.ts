@@ -64,6 +64,10 @@ function unavailable(message: string, details: Record<string, unknown> = {}): Ca
 }
 
 /**
+ * Subjects, all under `strata.<cluster>.` and kept short because every publish encodes them:
+ * `n.<node>` requests to a node, `g.<service>.v<major>` queue groups, `r.<node>.<call id>`
+ * replies, `x.<node>` cancels, `ctl` membership.
+ *
  * A transport over NATS core request/reply. Each node listens on its own subject and on a queue
  * group per service; replies come back on one wildcard subscription per connection, with the call
  * id in the reply subject, so no per-call subscription or timer is needed.
@@ -149,16 +153,16 @@ class NatsTransport implements Transport {
     this.nodeId = nodeId;
     this.handlers = handlers;
     this.prefix = `strata.${this.cluster}.`;
-    this.replyPrefix = `${this.prefix}reply.${nodeId}.`;
+    this.replyPrefix = `${this.prefix}r.${nodeId}.`;
 
-    nc.subscribe(`${this.prefix}node.${nodeId}`, {
+    nc.subscribe(`${this.prefix}n.${nodeId}`, {
       callback: (_err, msg) => this.onRequestMsg(msg),
     });
-    nc.subscribe(`${this.prefix}cancel.${nodeId}`, {
+    nc.subscribe(`${this.prefix}x.${nodeId}`, {
       callback: (_err, msg) => this.onCancelMsg(msg),
     });
     nc.subscribe(`${this.replyPrefix}*`, { callback: (_err, msg) => this.onReplyMsg(msg) });
-    nc.subscribe(`${this.prefix}control`, { callback: (_err, msg) => this.onControlMsg(msg) });
+    nc.subscribe(`${this.prefix}ctl`, { callback: (_err, msg) => this.onControlMsg(msg) });
     await nc.flush();
     void this.watchStatus(nc);
   }
@@ -201,9 +205,7 @@ class NatsTransport implements Transport {
       return;
     }
     const subject =
-      target.kind === "node"
-        ? `${this.prefix}node.${target.node}`
-        : `${this.prefix}group.${target.group}`;
+      target.kind === "node" ? `${this.prefix}n.${target.node}` : `${this.prefix}g.${target.group}`;
     try {
       nc.publish(subject, frame, { reply: this.replyPrefix + request.id });
     } catch (error) {
@@ -314,14 +316,14 @@ class NatsTransport implements Transport {
   cancel(node: string, id: number): void {
     const nc = this.nc;
     if (nc === undefined || this.codec === undefined || this.closed) return;
-    nc.publish(`${this.prefix}cancel.${node}`, this.codec.encode([this.nodeId, id]));
+    nc.publish(`${this.prefix}x.${node}`, this.codec.encode([this.nodeId, id]));
   }
 
   broadcast(message: ControlMessage): void {
     const nc = this.nc;
     if (nc === undefined || this.codec === undefined || this.closed) return;
     try {
-      nc.publish(`${this.prefix}control`, this.codec.encodeControl(message));
+      nc.publish(`${this.prefix}ctl`, this.codec.encodeControl(message));
     } catch (error) {
       this.logger.warn({ err: error }, "could not broadcast a control message");
     }
@@ -330,7 +332,7 @@ class NatsTransport implements Transport {
   joinGroup(group: string): void {
     const nc = this.nc;
     if (nc === undefined || this.groups.has(group)) return;
-    const subject = `${this.prefix}group.${group}`;
+    const subject = `${this.prefix}g.${group}`;
     this.groups.set(
       group,
       nc.subscribe(subject, { queue: subject, callback: (_err, msg) => this.onRequestMsg(msg) }),

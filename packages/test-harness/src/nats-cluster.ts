@@ -225,7 +225,24 @@ class Server implements NatsServerHandle {
  */
 export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
   installExitHook();
-  const { path: binary, version } = await findNatsServer();
+  const found = await findNatsServer();
+  // A port found free can be taken by another process before the server binds it; try afresh.
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await startOnce(options, found.path, found.version);
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw lastError;
+}
+
+async function startOnce(
+  options: NatsClusterOptions,
+  binary: string,
+  version: string,
+): Promise<NatsCluster> {
   const count = options.nodes ?? 1;
   const servers: Server[] = [];
   for (let i = 0; i < count; i++) {

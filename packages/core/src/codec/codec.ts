@@ -170,25 +170,25 @@ export function createCodec(options: CodecOptions = {}): Codec {
   return {
     maxFrameBytes,
     encodeRequest(request) {
-      return pack(
-        [
-          WIRE_VERSION,
-          KIND_REQUEST,
-          request.id,
-          request.from,
-          request.service,
-          request.version,
-          request.action,
-          request.input,
-          request.timeoutMs,
-          request.trace === undefined
-            ? null
-            : [request.trace.traceparent, request.trace.tracestate ?? null],
-          request.meta ?? null,
-          request.idempotencyKey ?? null,
-        ],
-        "request",
-      );
+      const frame: unknown[] = [
+        WIRE_VERSION,
+        KIND_REQUEST,
+        request.id,
+        request.from,
+        request.service,
+        request.version,
+        request.action,
+        request.input,
+        request.timeoutMs,
+        request.trace === undefined
+          ? null
+          : [request.trace.traceparent, request.trace.tracestate ?? null],
+        request.meta ?? null,
+        request.idempotencyKey ?? null,
+      ];
+      // Optional trailing fields that are absent are left off the wire.
+      while (frame.length > 9 && frame[frame.length - 1] === null) frame.pop();
+      return pack(frame, "request");
     },
     decodeRequest(frame) {
       const f = head(unpack(frame, "request"), KIND_REQUEST, "request");
