@@ -1,4 +1,10 @@
-import { createEmbeddedNetwork, createNode, defineService, type StrataNode } from "@strata/core";
+import {
+  createEmbeddedNetwork,
+  createNode,
+  defineService,
+  type ResilienceOptions,
+  type StrataNode,
+} from "@strata/core";
 import { createNatsTransport } from "@strata/nats";
 
 /** A Strata caller/callee pair for the side-by-side run. */
@@ -38,23 +44,42 @@ async function pair(server: StrataNode, client: StrataNode): Promise<StrataPeer>
   };
 }
 
+/** Which policy chain the caller runs: the default one, or none at all (for measuring its cost). */
+export type PolicyChain = "default" | "none";
+
+/** Every call-path policy switched off. */
+export const NO_POLICIES: ResilienceOptions = {
+  defaults: { retry: false, breaker: false },
+  retryBudget: false,
+  outlier: false,
+};
+
+function resilience(chain: PolicyChain): { resilience?: ResilienceOptions } {
+  return chain === "none" ? { resilience: NO_POLICIES } : {};
+}
+
 /** Caller and callee are different nodes of one embedded network (one process). */
-export function strataEmbedded(): Promise<StrataPeer> {
+export function strataEmbedded(chain: PolicyChain = "default"): Promise<StrataPeer> {
   const network = createEmbeddedNetwork();
   const server = createNode({ id: "server", transport: network.transport(), services: [impl] });
-  const client = createNode({ id: "client", transport: network.transport() });
+  const client = createNode({ id: "client", transport: network.transport(), ...resilience(chain) });
   return pair(server, client);
 }
 
 /** Caller and callee are the same node: the analogue of Moleculer's local call. */
-export function strataLocal(): Promise<StrataPeer> {
+export function strataLocal(chain: PolicyChain = "default"): Promise<StrataPeer> {
   const network = createEmbeddedNetwork();
-  const node = createNode({ id: "local", transport: network.transport(), services: [impl] });
+  const node = createNode({
+    id: "local",
+    transport: network.transport(),
+    services: [impl],
+    ...resilience(chain),
+  });
   return pair(node, node);
 }
 
 /** Two nodes in this process, each with its own NATS connection to the same server. */
-export function strataNats(url: string): Promise<StrataPeer> {
+export function strataNats(url: string, chain: PolicyChain = "default"): Promise<StrataPeer> {
   const server = createNode({
     id: "s-server",
     transport: createNatsTransport({ servers: url, cluster: "bench" }),
@@ -63,6 +88,7 @@ export function strataNats(url: string): Promise<StrataPeer> {
   const client = createNode({
     id: "s-client",
     transport: createNatsTransport({ servers: url, cluster: "bench" }),
+    ...resilience(chain),
   });
   return pair(server, client);
 }

@@ -18,19 +18,26 @@ export type {
   ServiceContractSpec,
   ServiceHooks,
   ServiceImplementation,
+  AnyServiceImplementation,
+  ContractInfo,
 } from "./service/define-service.js";
 export type { Client, ClientOptions } from "./service/client.js";
 export { formatPath, validate } from "./service/schema.js";
 export type { FieldIssue } from "./service/schema.js";
 export type { CallContext, CallOptions, Principal, RoutingStrategy } from "./runtime/context.js";
-export { createNode, groupOf } from "./runtime/node.js";
+export { createNode, groupOf, isAdminService } from "./runtime/node.js";
 export type {
-  NodeEvent,
+  NodeClientOptions,
   NodeOptions,
-  NodeState,
+  NodeStatsReport,
   StrataNode,
   UntypedCallOptions,
 } from "./runtime/node.js";
+export type { NodeEvent, NodeState, NodeStats, ResilienceEvent } from "./runtime/events.js";
+export type { CheckResult, HealthCheck, HealthReport } from "./runtime/health.js";
+export { ADMIN_SERVICE, adminContract } from "./runtime/admin.js";
+export { anySchema, customSchema, objectSchema } from "./service/custom-schema.js";
+export * from "./resilience/index.js";
 export type { LeaveReason, MembershipEvent } from "./runtime/membership.js";
 export { HashRing, hash32 } from "./runtime/hash-ring.js";
 export { handleSignals } from "./runtime/signals.js";

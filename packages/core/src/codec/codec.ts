@@ -5,6 +5,7 @@ import type {
   CallRequest,
   ControlMessage,
   NodeAnnouncement,
+  NodeStatus,
   TraceContext,
 } from "../ports/index.js";
 
@@ -47,6 +48,10 @@ function malformed(what: string): StrataError {
   return new StrataError("INVALID_ARGUMENT", `malformed frame: ${what}`);
 }
 
+function isStatus(value: unknown): value is NodeStatus {
+  return value === "ready" || value === "unready" || value === "draining";
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -78,7 +83,7 @@ function readAnnouncement(value: unknown): NodeAnnouncement {
   if (typeof id !== "string" || id.length === 0 || id.length > 256) throw malformed("node id");
   if (typeof region !== "string") throw malformed("region");
   if (typeof incarnation !== "number") throw malformed("incarnation");
-  if (status !== "ready" && status !== "draining") throw malformed("status");
+  if (!isStatus(status)) throw malformed("status");
   if (typeof inFlight !== "number" || typeof startedAt !== "number") throw malformed("counters");
   if (typeof transport !== "string") throw malformed("transport");
   if (!Array.isArray(services)) throw malformed("services");
@@ -243,7 +248,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
           return { t: "hello", node: readAnnouncement(m["node"]) };
         case "heartbeat": {
           const { id, status, inFlight, incarnation } = m;
-          if (typeof id !== "string" || (status !== "ready" && status !== "draining")) {
+          if (typeof id !== "string" || !isStatus(status)) {
             throw malformed("heartbeat");
           }
           if (typeof inFlight !== "number" || typeof incarnation !== "number") {

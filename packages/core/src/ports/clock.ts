@@ -46,6 +46,9 @@ export function seededRandom(seed: number): () => number {
   return next;
 }
 
+/** Longest delay `setTimeout` takes; longer ones fire after 1 ms (with a warning). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 /** The real clock: wall time, `performance.now()`, unref'd Node timers, a randomly seeded PRNG. */
 export function systemClock(seed?: number): Clock {
   const random = seededRandom(seed ?? crypto.getRandomValues(new Uint32Array(1))[0] ?? 1);
@@ -53,8 +56,15 @@ export function systemClock(seed?: number): Clock {
     now: () => Date.now(),
     monotonic: () => performance.now(),
     setTimer(fn, ms) {
-      const handle = setTimeout(fn, ms);
-      handle.unref();
+      // Delays beyond ~24.8 days (long budgets, hostile timeouts) are chained in steps rather
+      // than handed to setTimeout, which would fire them at once and make deadline queues spin.
+      let handle: ReturnType<typeof setTimeout>;
+      const schedule = (left: number): void => {
+        const step = Math.min(left, MAX_TIMEOUT_MS);
+        handle = setTimeout(() => (left > step ? schedule(left - step) : fn()), step);
+        handle.unref();
+      };
+      schedule(ms);
       return { clear: () => clearTimeout(handle) };
     },
     random,

@@ -50,8 +50,11 @@ export type ControlMessage =
   | { readonly t: "bye"; readonly id: string; readonly incarnation: number }
   | { readonly t: "discover"; readonly id: string };
 
-/** Lifecycle status of a node as the cluster sees it. */
-export type NodeStatus = "ready" | "draining";
+/**
+ * Status of a node as the cluster sees it: only `ready` nodes receive routed calls; `unready`
+ * nodes are up but failing a required health check; `draining` nodes are shutting down.
+ */
+export type NodeStatus = "ready" | "unready" | "draining";
 
 /** One action as announced to the cluster. */
 export interface ActionAnnouncement {

@@ -1,4 +1,5 @@
 import type { Logger, TraceContext } from "../ports/index.js";
+import type { CallPolicies } from "../resilience/policy.js";
 import type { Client, ClientOptions } from "../service/client.js";
 import type { ServiceContract, ServiceContractSpec } from "../service/define-service.js";
 
@@ -34,6 +35,8 @@ export interface CallOptions {
   readonly node?: string;
   /** Sends the call to the service's queue group and lets the transport pick a member. */
   readonly via?: "router" | "group";
+  /** Policies for this call only, merged over the client's, service's and node's. */
+  readonly policies?: CallPolicies;
 }
 
 /** What a handler knows about the call it serves. */

@@ -48,6 +48,11 @@ export class DeadlineQueue<T extends DeadlineItem> {
     this.up(last.heapIndex);
   }
 
+  /** The queued items, in no particular order (a copy). */
+  items(): T[] {
+    return [...this.heap];
+  }
+
   /** Stops the timer; queued items stay queued. */
   stop(): void {
     this.timer?.clear();

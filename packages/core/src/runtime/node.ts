@@ -1,31 +1,48 @@
-import { StrataError, fromWireError, toStrataError } from "../errors/index.js";
+import { StrataError, toStrataError } from "../errors/index.js";
 import {
   silentLogger,
   systemClock,
   type CallReply,
   type CallRequest,
-  type CallTarget,
   type Clock,
   type ControlMessage,
   type Logger,
   type NodeAnnouncement,
   type NodeStatus,
-  type TraceContext,
   type Transport,
   type TransportHandlers,
 } from "../ports/index.js";
+import { FaultInjector } from "../resilience/faults.js";
+import {
+  checkResilienceOptions,
+  type CallPolicies,
+  type ResilienceOptions,
+} from "../resilience/policy.js";
+import type { BreakerState } from "../resilience/circuit-breaker.js";
 import type { Client, ClientOptions } from "../service/client.js";
 import type {
-  ActionContract,
   ServiceContract,
   ServiceContractSpec,
-  ServiceImplementation,
+  AnyServiceImplementation,
 } from "../service/define-service.js";
-import { validate } from "../service/schema.js";
-import type { CallContext, CallOptions, Principal, RoutingStrategy } from "./context.js";
-import { DeadlineQueue, type DeadlineItem } from "./deadline-queue.js";
-import { Membership, type Member, type MembershipEvent } from "./membership.js";
-import { Router, checkRange, type RouteSpec } from "./router.js";
+import { ADMIN_SERVICE, adminService } from "./admin.js";
+import { Calling, groupOf } from "./calling.js";
+import type { CallOptions, Principal, RoutingStrategy } from "./context.js";
+import {
+  emptyStats,
+  type NodeEvent,
+  type NodeState,
+  type NodeStats,
+  type ResilienceEvent,
+} from "./events.js";
+import { Health, type HealthCheck, type HealthReport } from "./health.js";
+import { Membership, type MembershipEvent } from "./membership.js";
+import { Router, checkRange } from "./router.js";
+import type { ServerCall } from "./server-call.js";
+import { Serving } from "./serving.js";
+
+export { groupOf };
+export type { NodeEvent, NodeState, NodeStats };
 
 /** Options for {@link createNode}. */
 export interface NodeOptions {
@@ -35,7 +52,7 @@ export interface NodeOptions {
   readonly id?: string;
   /** Region the node runs in, for region-affine routing; default `"default"`. */
   readonly region?: string;
-  readonly services?: readonly ServiceImplementation[];
+  readonly services?: readonly AnyServiceImplementation[];
   readonly clock?: Clock;
   readonly logger?: Logger;
   /** Budget of a call that names none (ms); default 10 000. */
@@ -54,13 +71,29 @@ export interface NodeOptions {
     readonly preferLocal?: boolean;
     readonly regionAffinity?: boolean;
   };
+  /** Policies of the call path and protection of the serving side; see docs/resilience.md. */
+  readonly resilience?: ResilienceOptions;
+  /** Health checks that decide readiness. */
+  readonly healthChecks?: readonly HealthCheck[];
+  /** Serve the built-in `strata-admin` service (health, stats, faults); default true. */
+  readonly admin?: boolean;
 }
 
-/** Lifecycle state of a node. */
-export type NodeState = "created" | "starting" | "running" | "draining" | "stopped";
+/** Client options, plus policies for every call made through the client. */
+export interface NodeClientOptions extends ClientOptions {
+  readonly policies?: CallPolicies;
+}
 
-/** What a node reports to observers. */
-export type NodeEvent = MembershipEvent | { readonly type: "state"; readonly state: NodeState };
+/** What `node.stats()` returns. */
+export interface NodeStatsReport extends NodeStats {
+  readonly inFlight: number;
+  readonly concurrencyLimit: number | undefined;
+  readonly breakers: ReadonlyArray<{
+    scope: "node" | "action";
+    target: string;
+    state: BreakerState;
+  }>;
+}
 
 /** A node: hosts services, routes calls, takes part in membership. Dispose it to stop it. */
 export interface StrataNode extends AsyncDisposable {
@@ -70,8 +103,10 @@ export interface StrataNode extends AsyncDisposable {
   readonly transport: Transport;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Faults this node injects into calls it serves (off until a rule is added). */
+  readonly faults: FaultInjector;
   /** Adds a service; allowed before and after start. */
-  serve(implementation: ServiceImplementation): void;
+  serve(implementation: AnyServiceImplementation): void;
   start(signal?: AbortSignal): Promise<void>;
   /**
    * Drains and stops: stop taking calls, finish in-flight ones within the drain bound, leave the
@@ -81,7 +116,7 @@ export interface StrataNode extends AsyncDisposable {
   /** A typed client for a service contract. */
   client<S extends ServiceContractSpec>(
     contract: ServiceContract<S>,
-    options?: ClientOptions,
+    options?: NodeClientOptions,
   ): Client<S>;
   /** An untyped call, for tools such as the CLI; input and output are checked by the callee. */
   call(
@@ -101,55 +136,20 @@ export interface StrataNode extends AsyncDisposable {
       readonly signal?: AbortSignal;
     },
   ): Promise<void>;
-  /** Subscribes to membership and state events; dispose the result to unsubscribe. */
+  /** Subscribes to membership, state and resilience events; dispose the result to unsubscribe. */
   on(listener: (event: NodeEvent) => void): Disposable;
   /** Calls this node is serving right now. */
   inFlight(): number;
+  /** Adds a health check; a failing required check makes the node unready. */
+  addHealthCheck(check: HealthCheck): void;
+  /** Liveness, readiness and the last result of every check. */
+  health(): HealthReport;
+  /** Counters of this node's calls and policy decisions. */
+  stats(): NodeStatsReport;
 }
 
 /** Options for {@link StrataNode.call}: call options plus routing choices. */
-export interface UntypedCallOptions extends CallOptions, ClientOptions {}
-
-interface Binding extends RouteSpec {
-  /** `service.action`, for messages. */
-  readonly what: string;
-  readonly service: string;
-  readonly action: string;
-  readonly range: string;
-  readonly strategy: RoutingStrategy;
-  readonly preferLocal: boolean;
-  readonly regionAffinity: boolean;
-  readonly timeoutMs: number | undefined;
-  readonly shardKey: ((input: never) => string) | undefined;
-}
-
-interface PendingCall extends DeadlineItem {
-  readonly id: number;
-  readonly binding: Binding;
-  readonly member: Member | undefined;
-  readonly budget: number;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: unknown) => void;
-  readonly signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-  /** The callee's context when the call is served on this very node. */
-  server: ServerCall | undefined;
-  settled: boolean;
-}
-
-interface HostedAction {
-  readonly contract: ActionContract;
-  /** Labels for validation messages, built once. */
-  readonly inputLabel: string;
-  readonly outputLabel: string;
-  readonly handler: (input: unknown, context: CallContext) => unknown;
-}
-
-interface HostedService {
-  readonly implementation: ServiceImplementation;
-  readonly version: string;
-  readonly actions: Map<string, HostedAction>;
-}
+export interface UntypedCallOptions extends CallOptions, NodeClientOptions {}
 
 const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -170,123 +170,34 @@ function randomId(clock: Clock): string {
   return out;
 }
 
-/** The call context a handler receives. One per inbound call; its signal is created on demand. */
-class ServerCall implements CallContext, DeadlineItem {
-  deadline: number;
-  heapIndex = -1;
-  done = false;
-  /** Registered for cancels from another node (local calls are cancelled directly). */
-  remote = false;
-  private controller: AbortController | undefined;
-  private abortReason: StrataError | undefined;
-  private childLogger: Logger | undefined;
-
-  private readonly node: Node;
-  readonly request: CallRequest;
-  readonly respond: (reply: CallReply) => void;
-  readonly principal: Principal | undefined;
-
-  constructor(
-    node: Node,
-    request: CallRequest,
-    respond: (reply: CallReply) => void,
-    principal: Principal | undefined,
-    deadline: number,
-  ) {
-    this.node = node;
-    this.request = request;
-    this.respond = respond;
-    this.principal = principal;
-    this.deadline = deadline;
-  }
-
-  get service(): string {
-    return this.request.service;
-  }
-  get action(): string {
-    return this.request.action;
-  }
-  get nodeId(): string {
-    return this.node.id;
-  }
-  get callerNode(): string {
-    return this.request.from;
-  }
-  get trace(): TraceContext | undefined {
-    return this.request.trace;
-  }
-  get meta(): Readonly<Record<string, string>> {
-    return this.request.meta ?? EMPTY_META;
-  }
-  get idempotencyKey(): string | undefined {
-    return this.request.idempotencyKey;
-  }
-  get logger(): Logger {
-    return (this.childLogger ??= this.node.logger.child({
-      service: this.request.service,
-      action: this.request.action,
-    }));
-  }
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.abortReason !== undefined) this.controller.abort(this.abortReason);
-      else if (!this.done) this.node.watchDeadline(this);
-    }
-    return this.controller.signal;
-  }
-
-  remainingMs(): number {
-    return Math.max(0, this.deadline - this.node.clock.monotonic());
-  }
-
-  abort(reason: StrataError): void {
-    if (this.abortReason !== undefined) return;
-    this.abortReason = reason;
-    this.controller?.abort(reason);
-  }
-
-  client<S extends ServiceContractSpec>(
-    contract: ServiceContract<S>,
-    options?: ClientOptions,
-  ): Client<S> {
-    return this.node.makeClient(contract, options, this);
-  }
-}
-
-const EMPTY_META: Readonly<Record<string, string>> = Object.freeze({});
-
 class Node implements StrataNode, TransportHandlers {
   readonly id: string;
   readonly region: string;
   readonly transport: Transport;
   readonly clock: Clock;
   readonly logger: Logger;
+  readonly faults: FaultInjector;
+  readonly membership: Membership;
+  readonly router: Router;
+  readonly counters: NodeStats = emptyStats();
   state: NodeState = "created";
 
-  private readonly services = new Map<string, HostedService>();
-  private readonly pending = new Map<number, PendingCall>();
-  private readonly serving = new Map<string, Map<number, ServerCall>>();
+  private readonly serving: Serving;
+  private readonly calling: Calling;
+  private readonly healthChecks: Health;
   private readonly listeners = new Set<(event: NodeEvent) => void>();
-  private readonly membership: Membership;
-  private readonly router: Router;
-  private readonly callDeadlines: DeadlineQueue<PendingCall>;
-  private readonly serverDeadlines: DeadlineQueue<ServerCall>;
+  private readonly waiters = new Set<() => void>();
   private readonly defaultTimeoutMs: number;
   private readonly heartbeatIntervalMs: number;
   private readonly deadAfterMs: number;
   private readonly drainTimeoutMs: number;
-  private readonly validateOutput: boolean;
-  private readonly routing: Required<NonNullable<NodeOptions["routing"]>>;
   private readonly startedAt: number;
-  private incarnation: number;
-  private nextId = 1;
-  private serverInFlight = 0;
+  private readonly incarnation: number;
   private heartbeatTimer: { clear(): void } | undefined;
-  private idleWaiters: Array<() => void> = [];
   private stopping: Promise<void> | undefined;
   private lastDiscover = -Infinity;
   private helloQueued = false;
+  private ready = true;
 
   constructor(options: NodeOptions) {
     if (options.transport === undefined) {
@@ -319,7 +230,6 @@ class Node implements StrataNode, TransportHandlers {
       );
     }
     this.drainTimeoutMs = positive("drainTimeoutMs", options.drainTimeoutMs, 10_000);
-    this.validateOutput = options.validateOutput ?? false;
     const strategy = options.routing?.strategy ?? "p2c";
     if (strategy !== "p2c" && strategy !== "round-robin") {
       throw new StrataError(
@@ -327,28 +237,65 @@ class Node implements StrataNode, TransportHandlers {
         `unknown routing strategy "${String(strategy)}" (use "p2c" or "round-robin")`,
       );
     }
-    this.routing = {
-      strategy,
-      preferLocal: options.routing?.preferLocal ?? true,
-      regionAffinity: options.routing?.regionAffinity ?? true,
-    };
+    checkResilienceOptions(options.resilience);
     this.startedAt = this.clock.now();
     this.incarnation = this.startedAt * 1000 + Math.floor(this.clock.random() * 1000);
+    this.faults = new FaultInjector(() => this.clock.random());
     this.membership = new Membership((event) => this.onMembership(event));
-    const clock = this.clock;
-    this.router = new Router(this.membership, this.region, () => clock.random());
-    this.callDeadlines = new DeadlineQueue(this.clock, (call) => this.expire(call));
-    this.serverDeadlines = new DeadlineQueue(this.clock, (call) =>
-      call.abort(
-        new StrataError("DEADLINE_EXCEEDED", `${call.service}.${call.action}: deadline exceeded`),
-      ),
-    );
+    this.router = new Router(this.membership, this.region, () => this.clock.random());
+    this.healthChecks = new Health(this.clock);
+    for (const check of options.healthChecks ?? []) this.healthChecks.add(check);
+    this.serving = new Serving(this, {
+      validateOutput: options.validateOutput ?? false,
+      policies: options.resilience?.serving,
+    });
+    this.calling = new Calling(this, {
+      defaultTimeoutMs: this.defaultTimeoutMs,
+      routing: {
+        strategy,
+        preferLocal: options.routing?.preferLocal ?? true,
+        regionAffinity: options.routing?.regionAffinity ?? true,
+      },
+      resilience: options.resilience,
+    });
+    if (options.admin !== false) this.serving.add(adminService(this));
     for (const implementation of options.services ?? []) this.serve(implementation);
+  }
+
+  // ---- hosts' views ----------------------------------------------------------------------------
+
+  accepting(): boolean {
+    return this.state === "running";
+  }
+
+  refusal(): string {
+    return this.state === "draining" ? "draining" : "not serving";
+  }
+
+  canCall(): boolean {
+    return this.state === "running" || this.state === "draining";
+  }
+
+  describeState(): string {
+    return this.state;
+  }
+
+  watchDeadline(call: ServerCall): void {
+    this.serving.watchDeadline(call);
+  }
+
+  serveLocal(
+    request: CallRequest,
+    respond: (reply: CallReply) => void,
+    principal: Principal | undefined,
+    deadline: number,
+  ): ServerCall | undefined {
+    return this.serving.handleLocal(request, respond, principal, deadline);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
 
-  serve(implementation: ServiceImplementation): void {
+  serve(implementation: AnyServiceImplementation): void {
     const contract = implementation.contract;
     if (this.state === "draining" || this.state === "stopped") {
       throw new StrataError(
@@ -356,27 +303,7 @@ class Node implements StrataNode, TransportHandlers {
         `node ${this.id} is ${this.state}; cannot serve ${contract.name}`,
       );
     }
-    if (this.services.has(contract.name)) {
-      throw new StrataError("ALREADY_EXISTS", `node ${this.id} already serves ${contract.name}`);
-    }
-    const actions = new Map<string, HostedAction>();
-    const handlers = implementation.handlers as unknown as Record<string, HostedAction["handler"]>;
-    for (const [name, action] of Object.entries(contract.actions)) {
-      const handler = handlers[name];
-      if (handler === undefined) {
-        throw new StrataError(
-          "INVALID_ARGUMENT",
-          `service ${contract.name}: no handler for ${name}`,
-        );
-      }
-      actions.set(name, {
-        contract: action,
-        handler,
-        inputLabel: `${contract.name}.${name} input`,
-        outputLabel: `${contract.name}.${name} output`,
-      });
-    }
-    this.services.set(contract.name, { implementation, version: contract.version, actions });
+    this.serving.add(implementation);
     if (this.state === "running") {
       this.transport.joinGroup(groupOf(contract.name, contract.version));
       this.announce();
@@ -393,17 +320,21 @@ class Node implements StrataNode, TransportHandlers {
     this.setState("starting");
     try {
       await this.transport.start(this.id, this, signal);
-      for (const service of this.services.values()) {
-        await service.implementation.hooks.started?.(signal ?? new AbortController().signal);
+      for (const implementation of this.serving.implementations()) {
+        await implementation.hooks.started?.(signal ?? new AbortController().signal);
       }
+      await this.healthChecks.runAll();
     } catch (error) {
       this.setState("stopped");
       await this.transport.close().catch(() => undefined);
       throw error;
     }
-    for (const service of this.services.values()) {
-      this.transport.joinGroup(groupOf(service.implementation.contract.name, service.version));
+    for (const implementation of this.serving.implementations()) {
+      this.transport.joinGroup(
+        groupOf(implementation.contract.name, implementation.contract.version),
+      );
     }
+    this.ready = this.healthChecks.requiredPass();
     this.setState("running");
     this.announce();
     this.transport.broadcast({ t: "discover", id: this.id });
@@ -430,54 +361,27 @@ class Node implements StrataNode, TransportHandlers {
     this.setState("draining");
     this.transport.leaveGroups();
     this.announce();
-    if (this.serverInFlight > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = this.clock.setTimer(resolve, drainTimeoutMs);
-        this.idleWaiters.push(() => {
-          timer.clear();
-          resolve();
-        });
-      });
-    }
-    const stragglers: ServerCall[] = [];
-    for (const calls of this.serving.values())
-      for (const call of calls.values()) stragglers.push(call);
-    for (const pending of this.pending.values()) {
-      if (pending.server !== undefined) stragglers.push(pending.server);
-    }
-    for (const call of stragglers) {
-      if (call.done) continue;
-      const error = new StrataError(
-        "UNAVAILABLE",
-        `node ${this.id} stopped before ${call.service}.${call.action} finished`,
-        { details: { node: this.id, outcome: "unknown" } },
-      );
-      call.abort(error);
-      this.finish(call, { ok: false, error: error.toWire() });
-    }
+    await this.serving.waitIdle(drainTimeoutMs);
+    this.serving.abortAll(this.id);
     this.heartbeatTimer?.clear();
     this.transport.broadcast({ t: "bye", id: this.id, incarnation: this.incarnation });
     this.setState("stopped");
-    for (const service of this.services.values()) {
+    for (const implementation of this.serving.implementations()) {
       try {
-        await service.implementation.hooks.stopped?.();
+        await implementation.hooks.stopped?.();
       } catch (error) {
         this.logger.error(
-          { err: error, service: service.implementation.contract.name },
+          { err: error, service: implementation.contract.name },
           "stopped hook failed",
         );
       }
     }
-    for (const call of [...this.pending.values()]) {
-      this.settleError(
-        call,
-        new StrataError("UNAVAILABLE", `node ${this.id} stopped`, {
-          details: { outcome: "unknown" },
-        }),
-      );
-    }
-    this.callDeadlines.stop();
-    this.serverDeadlines.stop();
+    this.calling.stopAll(
+      new StrataError("UNAVAILABLE", `node ${this.id} stopped`, {
+        details: { outcome: "unknown" },
+      }),
+    );
+    this.serving.stop();
     await this.transport.close();
   }
 
@@ -486,10 +390,36 @@ class Node implements StrataNode, TransportHandlers {
     this.emit({ type: "state", state });
   }
 
+  // ---- health ----------------------------------------------------------------------------------
+
+  addHealthCheck(check: HealthCheck): void {
+    this.healthChecks.add(check);
+  }
+
+  health(): HealthReport {
+    return {
+      live: this.state === "running" || this.state === "draining",
+      ready: this.state === "running" && this.ready,
+      state: this.state,
+      checks: this.healthChecks.all(),
+    };
+  }
+
+  private async checkHealth(): Promise<void> {
+    await this.healthChecks.runAll();
+    const ready = this.healthChecks.requiredPass();
+    if (ready !== this.ready) {
+      this.ready = ready;
+      this.emit({ type: "health", ready, failing: this.healthChecks.failing() });
+      this.announce();
+    }
+  }
+
   // ---- membership ------------------------------------------------------------------------------
 
   private status(): NodeStatus {
-    return this.state === "running" ? "ready" : "draining";
+    if (this.state !== "running") return "draining";
+    return this.ready ? "ready" : "unready";
   }
 
   private announcement(): NodeAnnouncement {
@@ -498,17 +428,10 @@ class Node implements StrataNode, TransportHandlers {
       region: this.region,
       incarnation: this.incarnation,
       status: this.status(),
-      inFlight: this.serverInFlight,
+      inFlight: this.serving.inFlight,
       startedAt: this.startedAt,
       transport: this.transport.name,
-      services: [...this.services.values()].map((s) => ({
-        name: s.implementation.contract.name,
-        version: s.version,
-        actions: [...s.actions].map(([name, a]) => ({
-          name,
-          idempotent: a.contract.idempotent === true,
-        })),
-      })),
+      services: this.serving.announcements(),
     };
   }
 
@@ -516,6 +439,7 @@ class Node implements StrataNode, TransportHandlers {
   private announce(): void {
     if (this.state === "running" || this.state === "draining") {
       this.membership.upsert(this.announcement(), this.clock.monotonic(), true);
+      this.wakeWaiters();
     }
     if (this.helloQueued) return;
     this.helloQueued = true;
@@ -535,10 +459,13 @@ class Node implements StrataNode, TransportHandlers {
         t: "heartbeat",
         id: this.id,
         status: this.status(),
-        inFlight: this.serverInFlight,
+        inFlight: this.serving.inFlight,
         incarnation: this.incarnation,
       });
       this.membership.sweep(this.clock.monotonic(), this.deadAfterMs);
+      this.checkHealth().catch((error: unknown) =>
+        this.logger.error({ err: error }, "health checks failed"),
+      );
       this.scheduleHeartbeat();
     }, this.heartbeatIntervalMs);
   }
@@ -558,6 +485,8 @@ class Node implements StrataNode, TransportHandlers {
           return;
         }
         this.membership.upsert(message.node, now, false);
+        // A known node that starts serving another service changes no membership state.
+        this.wakeWaiters();
         return;
       case "heartbeat":
         if (message.id === this.id) return;
@@ -591,25 +520,17 @@ class Node implements StrataNode, TransportHandlers {
 
   private onMembership(event: MembershipEvent): void {
     if (event.type === "left") {
-      this.serving.delete(event.id);
-      for (const call of [...this.pending.values()]) {
-        if (call.member?.id === event.id) {
-          this.settleError(
-            call,
-            new StrataError(
-              "UNAVAILABLE",
-              `node ${event.id} left (${event.reason}) during ${call.binding.service}.${call.binding.action}`,
-              { details: { node: event.id, reason: event.reason, outcome: "unknown" } },
-            ),
-          );
-        }
-      }
+      this.serving.forgetCaller(event.id);
+      this.calling.memberLeft(event.id, event.reason);
     }
     this.emit(event);
-    if (this.waiters.size > 0) for (const check of [...this.waiters]) check();
+    this.wakeWaiters();
   }
 
-  private readonly waiters = new Set<() => void>();
+  /** Re-checks every pending waitForService. */
+  private wakeWaiters(): void {
+    if (this.waiters.size > 0) for (const check of [...this.waiters]) check();
+  }
 
   waitForService(
     service: string,
@@ -619,7 +540,12 @@ class Node implements StrataNode, TransportHandlers {
       readonly signal?: AbortSignal;
     } = {},
   ): Promise<void> {
-    const range = checkRange(options.range ?? "*", service);
+    let range: string;
+    try {
+      range = checkRange(options.range ?? "*", service);
+    } catch (error) {
+      return Promise.reject(toStrataError(error));
+    }
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     const ready = (): boolean => this.router.available(service, range) > 0;
     if (ready()) return Promise.resolve();
@@ -670,7 +596,8 @@ class Node implements StrataNode, TransportHandlers {
     return { [Symbol.dispose]: () => this.listeners.delete(listener) };
   }
 
-  private emit(event: NodeEvent): void {
+  emit(event: NodeEvent | ResilienceEvent): void {
+    if (this.listeners.size === 0) return;
     for (const listener of this.listeners) {
       try {
         listener(event);
@@ -681,35 +608,33 @@ class Node implements StrataNode, TransportHandlers {
   }
 
   inFlight(): number {
-    return this.serverInFlight;
+    return this.serving.inFlight;
+  }
+
+  stats(): NodeStatsReport {
+    return {
+      ...this.counters,
+      inFlight: this.serving.inFlight,
+      concurrencyLimit: this.serving.concurrencyLimit,
+      breakers: this.calling.breakers(),
+    };
   }
 
   // ---- calling ---------------------------------------------------------------------------------
 
   client<S extends ServiceContractSpec>(
     contract: ServiceContract<S>,
-    options?: ClientOptions,
+    options?: NodeClientOptions,
   ): Client<S> {
-    return this.makeClient(contract, options, undefined);
+    return this.calling.makeClient(contract, options, undefined);
   }
 
   makeClient<S extends ServiceContractSpec>(
     contract: ServiceContract<S>,
     options: ClientOptions | undefined,
-    parent: ServerCall | undefined,
+    parent: ServerCall,
   ): Client<S> {
-    const client: Record<string, (input: unknown, options?: CallOptions) => Promise<unknown>> = {};
-    for (const [action, spec] of Object.entries(contract.actions)) {
-      const binding = this.bind(
-        contract.name,
-        action,
-        options,
-        `^${contract.version}`,
-        spec.shardKey?.bind(spec),
-      );
-      client[action] = (input, callOptions) => this.invoke(binding, input, callOptions, parent);
-    }
-    return client as Client<S>;
+    return this.calling.makeClient(contract, options, parent);
   }
 
   call(
@@ -718,408 +643,25 @@ class Node implements StrataNode, TransportHandlers {
     input: unknown,
     options: UntypedCallOptions = {},
   ): Promise<unknown> {
-    let binding: Binding;
-    try {
-      binding = this.bind(service, action, options, "*", undefined);
-    } catch (error) {
-      return Promise.reject(toStrataError(error));
-    }
-    return this.invoke(binding, input, options, undefined);
+    return this.calling.call(service, action, input, options);
   }
 
-  private bind(
-    service: string,
-    action: string,
-    options: ClientOptions | undefined,
-    defaultRange: string,
-    shardKey: ((input: never) => string) | undefined,
-  ): Binding {
-    if (options?.timeoutMs !== undefined) positive("timeoutMs", options.timeoutMs, 0);
-    const strategy = options?.strategy ?? this.routing.strategy;
-    if (strategy !== "p2c" && strategy !== "round-robin") {
-      throw new StrataError("INVALID_ARGUMENT", `unknown routing strategy "${String(strategy)}"`);
-    }
-    return {
-      what: `${service}.${action}`,
-      service,
-      action,
-      range: checkRange(options?.version ?? defaultRange, service),
-      strategy,
-      preferLocal: options?.preferLocal ?? this.routing.preferLocal,
-      regionAffinity: options?.regionAffinity ?? this.routing.regionAffinity,
-      timeoutMs: options?.timeoutMs,
-      shardKey,
-      cache: undefined,
-    };
-  }
-
-  private invoke(
-    binding: Binding,
-    input: unknown,
-    options: CallOptions | undefined,
-    parent: ServerCall | undefined,
-  ): Promise<unknown> {
-    if (this.state !== "running" && this.state !== "draining") {
-      return Promise.reject(
-        new StrataError("UNAVAILABLE", `node ${this.id} is ${this.state}; it cannot make calls`),
-      );
-    }
-    const now = this.clock.monotonic();
-    const budget = options?.timeoutMs ?? binding.timeoutMs ?? this.defaultTimeoutMs;
-    if (!(budget > 0)) {
-      return Promise.reject(
-        new StrataError("INVALID_ARGUMENT", `timeoutMs must be positive, got ${String(budget)}`),
-      );
-    }
-    let deadline = now + budget;
-    if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
-    const what = binding.what;
-    if (deadline <= now) {
-      return Promise.reject(
-        new StrataError("DEADLINE_EXCEEDED", `${what}: no time left in the caller's deadline`),
-      );
-    }
-    let signal = options?.signal;
-    if (parent !== undefined)
-      signal = signal === undefined ? parent.signal : AbortSignal.any([signal, parent.signal]);
-    if (signal?.aborted === true) {
-      return Promise.reject(new StrataError("CANCELLED", `${what}: cancelled before it was sent`));
-    }
-
-    let member: Member | undefined;
-    let target: CallTarget;
-    let version: string;
-    try {
-      if (options?.node !== undefined) {
-        member = this.membership.get(options.node);
-        const served = member?.announcement.services.find((s) => s.name === binding.service);
-        if (member === undefined || served === undefined) {
-          throw new StrataError(
-            "UNAVAILABLE",
-            `node ${options.node} is not known to serve ${binding.service}`,
-            { details: { node: options.node } },
-          );
-        }
-        target = member.target;
-        version = served.version;
-      } else if (options?.via === "group") {
-        member = undefined;
-        target = { kind: "group", group: groupOf(binding.service, binding.range) };
-        version = "";
-      } else {
-        let shardKey = options?.shardKey;
-        if (shardKey === undefined && binding.shardKey !== undefined) {
-          try {
-            shardKey = binding.shardKey(input as never);
-          } catch (error) {
-            throw new StrataError(
-              "INVALID_ARGUMENT",
-              `${what}: cannot derive the shard key from the input`,
-              { cause: error },
-            );
-          }
-        }
-        const instance = this.router.pick(binding, shardKey);
-        member = instance.member;
-        target = member.target;
-        version = instance.version;
-      }
-    } catch (error) {
-      return Promise.reject(toStrataError(error, what));
-    }
-
-    const id = this.nextId++;
-    const meta =
-      parent?.request.meta === undefined
-        ? options?.meta
-        : options?.meta === undefined
-          ? parent.request.meta
-          : { ...parent.request.meta, ...options.meta };
-    const request: CallRequest = {
-      id,
-      from: this.id,
-      service: binding.service,
-      version,
-      action: binding.action,
-      input,
-      timeoutMs: deadline - now,
-      trace: parent?.request.trace,
-      meta,
-      idempotencyKey: options?.idempotencyKey ?? parent?.request.idempotencyKey,
-    };
-    const principal = parent?.principal;
-    return new Promise<unknown>((resolve, reject) => {
-      const call: PendingCall = {
-        id,
-        binding,
-        member,
-        budget: deadline - now,
-        deadline,
-        heapIndex: -1,
-        resolve,
-        reject,
-        signal,
-        onAbort: undefined,
-        server: undefined,
-        settled: false,
-      };
-      this.pending.set(id, call);
-      this.callDeadlines.push(call);
-      if (member !== undefined) member.outstanding++;
-      if (signal !== undefined) {
-        call.onAbort = () =>
-          this.abandon(call, new StrataError("CANCELLED", `${what}: cancelled by the caller`));
-        signal.addEventListener("abort", call.onAbort, { once: true });
-      }
-      if (member?.local === true) {
-        // Served right here: no transport, no registration for remote cancels.
-        this.serve1(request, (reply) => this.settle(call, reply), principal, deadline, call);
-      } else {
-        this.transport.send(target, request);
-      }
-    });
-  }
-
-  /** Delivery of a reply (from the transport, or from a local call). */
   onReply(id: number, reply: CallReply): void {
-    const call = this.pending.get(id);
-    if (call !== undefined) this.settle(call, reply);
+    this.calling.onReply(id, reply);
   }
-
-  private settle(call: PendingCall, reply: CallReply): void {
-    if (call.settled) return; // late reply after deadline or cancellation
-    this.release(call);
-    if (reply.ok) call.resolve(reply.output);
-    else call.reject(fromWireError(reply.error));
-  }
-
-  private release(call: PendingCall): void {
-    call.settled = true;
-    this.pending.delete(call.id);
-    this.callDeadlines.remove(call);
-    if (call.member !== undefined) call.member.outstanding--;
-    if (call.onAbort !== undefined) call.signal?.removeEventListener("abort", call.onAbort);
-  }
-
-  private settleError(call: PendingCall, error: StrataError): void {
-    if (call.settled) return;
-    this.release(call);
-    call.reject(error);
-  }
-
-  /** The caller gives up on a call: fail it here and tell the callee to stop. */
-  private abandon(call: PendingCall, error: StrataError): void {
-    if (call.settled) return;
-    this.settleError(call, error);
-    if (call.server !== undefined) {
-      const server = call.server;
-      queueMicrotask(() => server.abort(error));
-    } else if (call.member !== undefined && !call.member.local) {
-      this.transport.cancel(call.member.id, call.id);
-    }
-  }
-
-  private expire(call: PendingCall): void {
-    const what = `${call.binding.service}.${call.binding.action}`;
-    this.abandon(
-      call,
-      new StrataError(
-        "DEADLINE_EXCEEDED",
-        `${what}: deadline of ${Math.round(call.budget)} ms exceeded`,
-        { details: { timeoutMs: Math.round(call.budget), node: call.member?.id ?? null } },
-      ),
-    );
-  }
-
-  // ---- serving ---------------------------------------------------------------------------------
 
   onRequest(request: CallRequest, respond: (reply: CallReply) => void): void {
-    const deadline = this.clock.monotonic() + request.timeoutMs;
-    const call = this.serve1(request, respond, undefined, deadline, undefined);
-    if (call === undefined || call.done) return;
-    // Register it so a cancel from the caller's node can find it.
-    call.remote = true;
-    let calls = this.serving.get(request.from);
-    if (calls === undefined) {
-      calls = new Map<number, ServerCall>();
-      this.serving.set(request.from, calls);
-    }
-    calls.set(request.id, call);
+    this.serving.handleRemote(request, respond);
   }
 
   onCancel(from: string, id: number): void {
-    const call = this.serving.get(from)?.get(id);
-    call?.abort(
-      new StrataError("CANCELLED", `${call.service}.${call.action}: cancelled by the caller`),
-    );
-  }
-
-  /** Admits, validates and runs one inbound call; returns its context unless it was refused. */
-  private serve1(
-    request: CallRequest,
-    respond: (reply: CallReply) => void,
-    principal: Principal | undefined,
-    deadline: number,
-    pending: PendingCall | undefined,
-  ): ServerCall | undefined {
-    const action = this.admit(request);
-    if (action instanceof StrataError) {
-      respond({ ok: false, error: action.toWire() });
-      return undefined;
-    }
-    const call = new ServerCall(this, request, respond, principal, deadline);
-    if (pending !== undefined) pending.server = call;
-    this.serverInFlight++;
-    try {
-      const input = validate(action.contract.input, request.input, action.inputLabel);
-      if (input instanceof Promise) {
-        input.then(
-          (value) => this.run(call, action, value),
-          (failure: unknown) => this.fail(call, failure),
-        );
-      } else {
-        this.run(call, action, input);
-      }
-    } catch (failure) {
-      this.fail(call, failure);
-    }
-    return call;
-  }
-
-  private admit(request: CallRequest): HostedAction | StrataError {
-    if (this.state !== "running") {
-      return new StrataError(
-        "UNAVAILABLE",
-        `node ${this.id} is ${this.state === "draining" ? "draining" : "not serving"}`,
-        { details: { node: this.id, reason: this.state } },
-      );
-    }
-    const service = this.services.get(request.service);
-    if (service === undefined) {
-      return new StrataError("UNIMPLEMENTED", `node ${this.id} does not serve ${request.service}`, {
-        details: { service: request.service },
-      });
-    }
-    if (request.version !== "" && request.version !== service.version) {
-      return new StrataError(
-        "UNAVAILABLE",
-        `node ${this.id} serves ${request.service}@${service.version}, not @${request.version}`,
-        { details: { service: request.service, served: service.version } },
-      );
-    }
-    const action = service.actions.get(request.action);
-    if (action === undefined) {
-      return new StrataError(
-        "UNIMPLEMENTED",
-        `${request.service} has no action "${request.action}"`,
-        { details: { service: request.service, action: request.action } },
-      );
-    }
-    if (request.timeoutMs <= 0) {
-      return new StrataError(
-        "DEADLINE_EXCEEDED",
-        `${request.service}.${request.action}: arrived after its deadline`,
-      );
-    }
-    return action;
-  }
-
-  private run(call: ServerCall, action: HostedAction, input: unknown): void {
-    if (call.done) return;
-    let result: unknown;
-    try {
-      result = action.handler(input, call);
-    } catch (failure) {
-      this.fail(call, failure);
-      return;
-    }
-    if (isThenable(result)) {
-      result.then(
-        (output) => this.succeed(call, action, output),
-        (failure: unknown) => this.fail(call, failure),
-      );
-    } else {
-      this.succeed(call, action, result);
-    }
-  }
-
-  private succeed(call: ServerCall, action: HostedAction, output: unknown): void {
-    if (!this.validateOutput) {
-      this.finish(call, { ok: true, output });
-      return;
-    }
-    try {
-      const checked = validate(action.contract.output, output, action.outputLabel);
-      if (checked instanceof Promise) {
-        checked.then(
-          (value) => this.finish(call, { ok: true, output: value }),
-          (failure: unknown) => this.fail(call, outputError(call, failure)),
-        );
-      } else {
-        this.finish(call, { ok: true, output: checked });
-      }
-    } catch (failure) {
-      this.fail(call, outputError(call, failure));
-    }
-  }
-
-  private fail(call: ServerCall, failure: unknown): void {
-    const error = toStrataError(failure, `${call.service}.${call.action}`);
-    if (error.code === "INTERNAL" || error.code === "UNKNOWN") {
-      call.logger.error({ err: error.cause ?? error }, "handler failed");
-    }
-    this.finish(call, { ok: false, error: error.toWire() });
-  }
-
-  private finish(call: ServerCall, reply: CallReply): void {
-    if (call.done) return;
-    call.done = true;
-    this.serverInFlight--;
-    this.serverDeadlines.remove(call);
-    // Per-caller maps stay (one per calling node) and are dropped when that node leaves.
-    if (call.remote) this.serving.get(call.request.from)?.delete(call.request.id);
-    try {
-      call.respond(reply);
-    } catch (error) {
-      // An unencodable output (or one over the size limit) must still answer the caller.
-      const failure = toStrataError(error, `${call.service}.${call.action} reply`);
-      try {
-        call.respond({ ok: false, error: failure.toWire() });
-      } catch (second) {
-        this.logger.error({ err: second }, "could not send a reply");
-      }
-    }
-    if (this.serverInFlight === 0 && this.idleWaiters.length > 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const waiter of waiters) waiter();
-    }
-  }
-
-  watchDeadline(call: ServerCall): void {
-    this.serverDeadlines.push(call);
+    this.serving.cancel(from, id);
   }
 }
 
-function outputError(call: ServerCall, failure: unknown): StrataError {
-  const error = toStrataError(failure);
-  return new StrataError("INTERNAL", `${call.service}.${call.action} returned an invalid output`, {
-    cause: error,
-  });
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as PromiseLike<unknown>).then === "function"
-  );
-}
-
-/** The queue group a service joins: one per service and major version. */
-export function groupOf(service: string, versionOrRange: string): string {
-  const major = /^[\^~]?(\d+)/.exec(versionOrRange)?.[1] ?? "any";
-  return `${service}.v${major}`;
+/** Whether a service name is the built-in admin service (tools hide it from listings). */
+export function isAdminService(name: string): boolean {
+  return name === ADMIN_SERVICE;
 }
 
 /**

@@ -47,7 +47,16 @@ export class Router {
     this.random = random;
   }
 
-  pick(request: RouteSpec, shardKey: string | undefined): Instance {
+  /**
+   * Picks an instance. `avoid` is a preference: nodes it flags are skipped unless every candidate
+   * is flagged (the caller's breakers then decide whether to send at all). Sharded calls always go
+   * to the key's owner, so that ownership stays stable.
+   */
+  pick(
+    request: RouteSpec,
+    shardKey: string | undefined,
+    avoid?: (member: Member) => boolean,
+  ): Instance {
     let c = request.cache;
     if (c === undefined || c.epoch !== this.membership.epoch) {
       c = this.candidates(request);
@@ -71,8 +80,18 @@ export class Router {
       const instance = owner === undefined ? undefined : c.ringIndex?.get(owner);
       if (instance !== undefined) return instance;
     }
-    if (request.preferLocal && c.local !== undefined) return c.local;
-    const pool = request.regionAffinity ? c.nearby : c.all;
+    if (request.preferLocal && c.local !== undefined && avoid?.(c.local.member) !== true) {
+      return c.local;
+    }
+    let pool = request.regionAffinity ? c.nearby : c.all;
+    if (avoid !== undefined) {
+      const healthy = pool.filter((i) => !avoid(i.member));
+      if (healthy.length > 0) pool = healthy;
+      else if (pool !== c.all) {
+        const anywhere = c.all.filter((i) => !avoid(i.member));
+        if (anywhere.length > 0) pool = anywhere;
+      }
+    }
     const n = pool.length;
     if (n === 1) return pool[0] as Instance;
     if (request.strategy === "round-robin") {

@@ -43,12 +43,21 @@ export type HandlerInput<A extends ActionContract> = StandardSchemaV1.InferOutpu
 /** What an action's handler returns. */
 export type HandlerOutput<A extends ActionContract> = StandardSchemaV1.InferInput<A["output"]>;
 
+/**
+ * One action's handler. Declared as a method and read back as a function type so that its
+ * parameter is checked bivariantly: without that, the implementation of a specific contract is
+ * not assignable to the general `ServiceImplementation` that nodes accept.
+ */
+type Handler<A extends ActionContract> = {
+  handle(
+    input: HandlerInput<A>,
+    context: CallContext,
+  ): Promise<HandlerOutput<A>> | HandlerOutput<A>;
+}["handle"];
+
 /** The handlers that implement a contract: one per action, typed from the contract. */
 export type Handlers<S extends ServiceContractSpec> = {
-  readonly [K in keyof S["actions"]]: (
-    input: HandlerInput<S["actions"][K]>,
-    context: CallContext,
-  ) => Promise<HandlerOutput<S["actions"][K]>> | HandlerOutput<S["actions"][K]>;
+  readonly [K in keyof S["actions"]]: Handler<S["actions"][K]>;
 };
 
 /** Lifecycle hooks of an implementation. */
@@ -59,15 +68,37 @@ export interface ServiceHooks {
   readonly stopped?: () => Promise<void> | void;
 }
 
-/** A contract with handlers bound to it, ready to be served by a node. */
-export interface ServiceImplementation<S extends ServiceContractSpec = ServiceContractSpec> {
-  readonly contract: ServiceContract<S>;
-  readonly handlers: Handlers<S>;
+/** What every contract has, whatever its types: what nodes and tools read. */
+export interface ContractInfo {
+  readonly name: string;
+  readonly version: string;
+  readonly actions: Readonly<Record<string, ActionContract>>;
+  readonly events: Readonly<Record<string, Schema>>;
+  readonly description: string | undefined;
+}
+
+/**
+ * An implementation of any contract: what a node serves. Every `ServiceImplementation<S>` is one;
+ * use this type for lists of implementations of different services.
+ */
+export interface AnyServiceImplementation {
+  readonly contract: ContractInfo;
+  readonly handlers: object;
   readonly hooks: ServiceHooks;
 }
 
+/** A contract with handlers bound to it, ready to be served by a node. */
+export interface ServiceImplementation<
+  S extends ServiceContractSpec = ServiceContractSpec,
+> extends AnyServiceImplementation {
+  readonly contract: ServiceContract<S>;
+  readonly handlers: Handlers<S>;
+}
+
 /** A service contract: the single source of types for its callers and its implementation. */
-export interface ServiceContract<S extends ServiceContractSpec = ServiceContractSpec> {
+export interface ServiceContract<
+  S extends ServiceContractSpec = ServiceContractSpec,
+> extends ContractInfo {
   readonly name: S["name"];
   readonly version: string;
   readonly actions: S["actions"];

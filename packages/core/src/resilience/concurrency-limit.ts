@@ -1,0 +1,115 @@
+import type { Clock } from "../ports/index.js";
+
+/** How the serving side finds its concurrency limit. */
+export type ConcurrencyLimitOptions =
+  /**
+   * Additive increase, multiplicative decrease: +1 after a window of calls within the latency
+   * target, times `backoff` when a call overruns it or fails from overload.
+   */
+  | {
+      readonly type: "aimd";
+      readonly initial?: number;
+      readonly min?: number;
+      readonly max?: number;
+      /** Latency above which a call counts as a sign of overload (ms). */
+      readonly latencyTargetMs: number;
+      readonly backoff?: number;
+    }
+  /**
+   * Gradient (as Netflix's concurrency-limits): limit follows minRTT / recentRTT, so queueing
+   * delay shrinks it before calls time out.
+   */
+  | {
+      readonly type: "gradient";
+      readonly initial?: number;
+      readonly min?: number;
+      readonly max?: number;
+      /** Extra queue allowed on top of the gradient's estimate; default sqrt(limit). */
+      readonly queueSize?: number;
+    }
+  /** A fixed limit. */
+  | { readonly type: "fixed"; readonly limit: number };
+
+/**
+ * An adaptive limit on calls in flight on the serving side. When full, the node sheds at once
+ * (RESOURCE_EXHAUSTED) instead of queueing work that would only time out.
+ */
+export class ConcurrencyLimit {
+  private readonly clock: Clock;
+  private readonly options: ConcurrencyLimitOptions;
+  private inFlight = 0;
+  private value: number;
+  private readonly min: number;
+  private readonly max: number;
+  // AIMD
+  private goodInWindow = 0;
+  // Gradient
+  private minRtt = Infinity;
+  private smoothedRtt = 0;
+  private minRttResetAt = 0;
+
+  constructor(clock: Clock, options: ConcurrencyLimitOptions) {
+    this.clock = clock;
+    this.options = options;
+    if (options.type === "fixed") {
+      this.value = options.limit;
+      this.min = options.limit;
+      this.max = options.limit;
+    } else {
+      this.min = options.min ?? 1;
+      this.max = options.max ?? 1_000;
+      this.value = Math.min(this.max, Math.max(this.min, options.initial ?? 20));
+    }
+  }
+
+  /** The current limit. */
+  get limit(): number {
+    return Math.floor(this.value);
+  }
+
+  get active(): number {
+    return this.inFlight;
+  }
+
+  tryAcquire(): boolean {
+    if (this.inFlight >= Math.floor(this.value)) return false;
+    this.inFlight++;
+    return true;
+  }
+
+  /** Ends a call admitted by {@link tryAcquire}; `overloaded` marks failures caused by load. */
+  release(latencyMs: number, overloaded: boolean): void {
+    this.inFlight--;
+    const options = this.options;
+    switch (options.type) {
+      case "fixed":
+        return;
+      case "aimd": {
+        if (overloaded || latencyMs > options.latencyTargetMs) {
+          this.value = Math.max(this.min, this.value * (options.backoff ?? 0.9));
+          this.goodInWindow = 0;
+        } else if (++this.goodInWindow >= this.value) {
+          this.goodInWindow = 0;
+          this.value = Math.min(this.max, this.value + 1);
+        }
+        return;
+      }
+      case "gradient": {
+        const now = this.clock.monotonic();
+        if (now >= this.minRttResetAt) {
+          // Forget the floor now and then, so a permanently slower service is re-learned.
+          this.minRtt = Infinity;
+          this.minRttResetAt = now + 30_000;
+        }
+        const rtt = Math.max(0.01, latencyMs);
+        if (rtt < this.minRtt) this.minRtt = rtt;
+        this.smoothedRtt = this.smoothedRtt === 0 ? rtt : this.smoothedRtt * 0.9 + rtt * 0.1;
+        const gradient = Math.max(0.5, Math.min(1, this.minRtt / this.smoothedRtt));
+        const queue = options.queueSize ?? Math.sqrt(this.value);
+        const next = overloaded ? this.value * 0.9 : this.value * gradient + queue;
+        this.value = Math.min(this.max, Math.max(this.min, this.value * 0.8 + next * 0.2));
+        return;
+      }
+    }
+  }
+}
