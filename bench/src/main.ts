@@ -1,11 +1,13 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { publishRpc, runRpcBench } from "./rpc.js";
+import { renderResilienceMarkdown, runResilienceBench } from "./resilience.js";
+import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
 
 const USAGE = `usage: npm run bench -- <suite> [--quick]
 
 suites:
-  rpc     Strata vs Moleculer (local and over NATS) vs raw nats.js request/reply
+  rpc         Strata vs Moleculer (local and over NATS) vs raw nats.js request/reply
+  resilience  cost of the default policy chain; overload at 3x capacity with and without shedding
 
 options:
   --quick   fewer calls (a smoke run; results are not written)
@@ -28,11 +30,28 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return suite === undefined && parsed.values.help !== true ? 2 : 0;
   }
-  if (suite !== "rpc") {
+  if (suite !== "rpc" && suite !== "resilience") {
     console.error(`bench: unknown suite "${suite}"\n${USAGE}`);
     return 2;
   }
   const quick = parsed.values.quick === true;
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const markdown = `${root}docs/BENCHMARKS.md`;
+  if (suite === "resilience") {
+    const results = await runResilienceBench({ quick, log: (line) => console.log(line) });
+    if (!quick) {
+      const command = "npm run bench -- resilience";
+      await publishSection(
+        "resilience",
+        "Resilience",
+        results,
+        renderResilienceMarkdown(results, command),
+        { json: `${root}bench/results/resilience.json`, markdown },
+      );
+      console.log("wrote bench/results/resilience.json and docs/BENCHMARKS.md");
+    }
+    return 0;
+  }
   const results = await runRpcBench({
     concurrencies: [1, 16, 128],
     calls: (c, scenario) => {
@@ -54,10 +73,9 @@ async function main(argv: string[]): Promise<number> {
   for (const t of results.targets)
     console.log(`${t.met ? "met   " : "MISSED"} ${t.name}: ${t.value}x (goal ${t.target})`);
   if (!quick) {
-    const root = fileURLToPath(new URL("../../", import.meta.url));
     await publishRpc(
       results,
-      { json: `${root}bench/results/rpc.json`, markdown: `${root}docs/BENCHMARKS.md` },
+      { json: `${root}bench/results/rpc.json`, markdown },
       "npm run bench -- rpc",
     );
     console.log("wrote bench/results/rpc.json and docs/BENCHMARKS.md");

@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { runLoad, type LoadReport } from "@strata/core";
 import { startNatsCluster } from "@strata/test-harness";
 import { moleculerLocal, moleculerNats } from "./peers/moleculer-rpc.js";
@@ -218,22 +218,32 @@ export async function publishRpc(
   paths: { json: string; markdown: string },
   command: string,
 ): Promise<void> {
+  await publishSection("rpc", "RPC calls", results, renderRpcMarkdown(results, command), paths);
+}
+
+/** Writes a suite's JSON results and replaces (or appends) its section of docs/BENCHMARKS.md. */
+export async function publishSection(
+  suite: string,
+  title: string,
+  results: unknown,
+  markdown: string,
+  paths: { json: string; markdown: string },
+): Promise<void> {
   await writeFile(paths.json, `${JSON.stringify(results, null, 2)}\n`);
-  const { readFile } = await import("node:fs/promises");
-  const start = "<!-- bench:rpc:start -->";
-  const end = "<!-- bench:rpc:end -->";
+  const start = `<!-- bench:${suite}:start -->`;
+  const end = `<!-- bench:${suite}:end -->`;
   let doc: string;
   try {
     doc = await readFile(paths.markdown, "utf8");
   } catch {
     doc = "# Benchmarks\n";
   }
-  const section = `${start}\n${renderRpcMarkdown(results, command)}\n${end}`;
+  const section = `${start}\n${markdown}\n${end}`;
   const i = doc.indexOf(start);
   const j = doc.indexOf(end);
   doc =
     i >= 0 && j > i
       ? doc.slice(0, i) + section + doc.slice(j + end.length)
-      : `${doc.trimEnd()}\n\n## RPC calls\n\n${section}\n`;
+      : `${doc.trimEnd()}\n\n## ${title}\n\n${section}\n`;
   await writeFile(paths.markdown, doc);
 }

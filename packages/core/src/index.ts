@@ -44,4 +44,6 @@ export { handleSignals } from "./runtime/signals.js";
 export { createEmbeddedNetwork } from "./adapters/embedded/index.js";
 export type { EmbeddedNetwork, EmbeddedNetworkOptions } from "./adapters/embedded/index.js";
 export { runLoad } from "./load/run-load.js";
+export { runOpenLoad } from "./load/run-open-load.js";
+export type { OpenLoadOptions, OpenLoadReport } from "./load/run-open-load.js";
 export type { LatencySummary, LoadOptions, LoadProgress, LoadReport } from "./load/run-load.js";
