@@ -5,7 +5,7 @@
 export * from "./errors/index.js";
 export * from "./ports/index.js";
 export * from "./codec/index.js";
-export { defineService } from "./service/define-service.js";
+export { action, defineService } from "./service/define-service.js";
 export type {
   ActionContract,
   ActionInput,

@@ -58,7 +58,7 @@ const request: fc.Arbitrary<CallRequest> = fc.record(
     version: text,
     action: nonEmpty,
     input: json,
-    timeoutMs: fc.double({ min: 0, max: 1e9, noNaN: true }).map((d) => (d === 0 ? 0 : d)),
+    timeoutMs: fc.double({ min: 0, max: 86_400_000, noNaN: true }).map((d) => (d === 0 ? 0 : d)),
     trace: fc.record(
       { traceparent: text, tracestate: text },
       { requiredKeys: ["traceparent"], noNullPrototype: true },
@@ -485,5 +485,31 @@ describe("codec size limits", () => {
     const error = thrown(() => codec.encodeRequest({ ...sample, input: 2n ** 64n }));
     expect(error.code).toBe("INVALID_ARGUMENT");
     expect(error.message).toMatch(/cannot encode request/);
+  });
+});
+
+describe("codec budget and id limits", () => {
+  it("refuses an infinite, oversized or negative budget and a negative call id", () => {
+    const codec = createCodec();
+    const base = {
+      id: 1,
+      from: "a",
+      service: "s",
+      version: "1.0.0",
+      action: "x",
+      input: null,
+      timeoutMs: 10,
+    };
+    for (const bad of [
+      { timeoutMs: Infinity },
+      { timeoutMs: 86_400_001 },
+      { timeoutMs: -1 },
+      { id: -3 },
+    ]) {
+      expect(() => codec.decodeRequest(codec.encodeRequest({ ...base, ...bad }))).toThrow(
+        /malformed frame/,
+      );
+    }
+    expect(codec.decodeRequest(codec.encodeRequest(base)).timeoutMs).toBe(10);
   });
 });

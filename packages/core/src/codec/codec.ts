@@ -12,6 +12,9 @@ import type {
 /** Version tag at the head of every frame; a peer speaking another version is refused clearly. */
 export const WIRE_VERSION = 1;
 
+/** Longest call budget a peer may ask for: one day. */
+const MAX_BUDGET_MS = 86_400_000;
+
 /** Default frame size limit: 1 MiB, the NATS server's default `max_payload`. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
 
@@ -198,12 +201,14 @@ export function createCodec(options: CodecOptions = {}): Codec {
     decodeRequest(frame) {
       const f = head(unpack(frame, "request"), KIND_REQUEST, "request");
       const [, , id, from, service, version, action, input, timeoutMs, trace, meta, key] = f;
-      if (typeof id !== "number" || !Number.isSafeInteger(id)) throw malformed("call id");
+      if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) throw malformed("call id");
       if (typeof from !== "string" || from.length === 0) throw malformed("caller");
       if (typeof service !== "string" || service.length === 0) throw malformed("service");
       if (typeof version !== "string") throw malformed("version");
       if (typeof action !== "string" || action.length === 0) throw malformed("action");
-      if (typeof timeoutMs !== "number" || !(timeoutMs >= 0)) throw malformed("timeout");
+      if (typeof timeoutMs !== "number" || !(timeoutMs >= 0 && timeoutMs <= MAX_BUDGET_MS)) {
+        throw malformed("timeout (a budget of 0 to 86400000 ms)");
+      }
       if (key !== null && key !== undefined && typeof key !== "string") {
         throw malformed("idempotency key");
       }

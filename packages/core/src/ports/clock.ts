@@ -77,6 +77,11 @@ export interface ManualClock extends Clock {
   advance(ms: number): void;
   /** Number of timers waiting. */
   pending(): number;
+  /**
+   * Moves time forward at once, then fires every timer that came due, late, with the clock
+   * already at the end: what an event-loop stall of `ms` looks like to the program.
+   */
+  stall(ms: number): void;
 }
 
 /**
@@ -114,10 +119,14 @@ export function manualClock(options: { start?: number; seed?: number } = {}): Ma
         if (nextId < 0) break;
         const timer = timers.get(nextId);
         timers.delete(nextId);
-        time = nextAt;
+        time = Math.max(time, nextAt);
         timer?.fn();
       }
       time = target;
+    },
+    stall(ms) {
+      time += ms;
+      this.advance(0);
     },
     pending: () => timers.size,
   };

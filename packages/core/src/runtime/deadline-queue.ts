@@ -81,7 +81,11 @@ export class DeadlineQueue<T extends DeadlineItem> {
         return;
       }
       this.remove(top);
-      this.onExpire(top);
+      try {
+        this.onExpire(top);
+      } catch {
+        // One failing expiry must not strand the items behind it; callers log their own errors.
+      }
     }
   }
 

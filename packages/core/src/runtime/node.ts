@@ -453,8 +453,12 @@ class Node implements StrataNode, TransportHandlers {
   }
 
   private scheduleHeartbeat(): void {
+    const due = this.clock.monotonic() + this.heartbeatIntervalMs;
     this.heartbeatTimer = this.clock.setTimer(() => {
       if (this.state !== "running" && this.state !== "draining") return;
+      // After an event-loop stall (GC, a handler hogging the CPU) peers' heartbeats are still
+      // queued unread; sweeping now would evict every peer. Let them be read first.
+      const stalled = this.clock.monotonic() - due > this.heartbeatIntervalMs;
       this.transport.broadcast({
         t: "heartbeat",
         id: this.id,
@@ -462,7 +466,7 @@ class Node implements StrataNode, TransportHandlers {
         inFlight: this.serving.inFlight,
         incarnation: this.incarnation,
       });
-      this.membership.sweep(this.clock.monotonic(), this.deadAfterMs);
+      if (!stalled) this.membership.sweep(this.clock.monotonic(), this.deadAfterMs);
       this.checkHealth().catch((error: unknown) =>
         this.logger.error({ err: error }, "health checks failed"),
       );

@@ -355,3 +355,25 @@ describe("outlier ejection and health", () => {
     await flush();
   });
 });
+
+describe("membership under event-loop stalls", () => {
+  it("does not evict live peers when its own heartbeat fires late after a stall", async () => {
+    await using cluster = createTestCluster();
+    const served = new Map<string, number>();
+    await cluster.add({ id: "n1", services: [echoOn("n1", served)] });
+    const caller = await cluster.add({ id: "caller" });
+    expect(caller.nodes().map((n) => n.id)).toContain("n1");
+    const left: string[] = [];
+    using _sub = caller.on((e) => {
+      if (e.type === "left") left.push(e.id);
+    });
+    // Every timer of both nodes fires late, before any queued heartbeat is read.
+    cluster.clock.stall(2_000);
+    await flush();
+    expect(left).toEqual([]);
+    await cluster.advance(500);
+    await expect(caller.client(echo).echo({ text: "still" })).resolves.toMatchObject({
+      node: "n1",
+    });
+  });
+});

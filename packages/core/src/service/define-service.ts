@@ -23,6 +23,19 @@ export interface ActionContract<I extends Schema = Schema, O extends Schema = Sc
   readonly description?: string;
 }
 
+/**
+ * Declares one action with its schemas inferred, so that `shardKey` gets the parsed input's
+ * type (inside `defineService` alone, TypeScript cannot type that parameter).
+ *
+ * @example
+ * reserve: action({ input: Reserve, output: Reservation, shardKey: (input) => input.sku }),
+ */
+export function action<I extends Schema, O extends Schema>(
+  spec: ActionContract<I, O>,
+): ActionContract<I, O> {
+  return spec;
+}
+
 /** The shape of a service contract as written by its author. */
 export interface ServiceContractSpec {
   readonly name: string;
