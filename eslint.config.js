@@ -56,6 +56,8 @@ export default tseslint.config(
         console: "readonly",
         setTimeout: "readonly",
         URL: "readonly",
+        TextEncoder: "readonly",
+        TextDecoder: "readonly",
       },
     },
   },

@@ -42,6 +42,19 @@ export type { LeaveReason, MembershipEvent } from "./runtime/membership.js";
 export { HashRing, hash32 } from "./runtime/hash-ring.js";
 export { handleSignals } from "./runtime/signals.js";
 export { createEmbeddedNetwork } from "./adapters/embedded/index.js";
+export { openEmbeddedKv } from "./adapters/embedded/embedded-kv.js";
+export type { EmbeddedKv, EmbeddedKvOptions } from "./adapters/embedded/embedded-kv.js";
+export type {
+  KvCallOptions,
+  KvCapabilities,
+  KvEntry,
+  KvEvent,
+  KvPage,
+  ReadConsistency,
+  StrongKV,
+} from "./ports/strong-kv.js";
+export { checkKey, checkPrefix } from "./state/keys.js";
+export { EventQueue } from "./state/event-queue.js";
 export type { EmbeddedNetwork, EmbeddedNetworkOptions } from "./adapters/embedded/index.js";
 export { runLoad } from "./load/run-load.js";
 export { runOpenLoad } from "./load/run-open-load.js";

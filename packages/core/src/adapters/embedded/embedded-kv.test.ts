@@ -1,0 +1,188 @@
+import { spawn } from "node:child_process";
+import { appendFile, mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { manualClock } from "../../ports/index.js";
+import type { KvEvent } from "../../ports/strong-kv.js";
+import { openEmbeddedKv } from "./embedded-kv.js";
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+const dec = (b: Uint8Array | undefined): string | undefined =>
+  b === undefined ? undefined : new TextDecoder().decode(b);
+
+const dirs: string[] = [];
+async function freshDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "strata-kv-"));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(async () => {
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+describe("embedded StrongKV", () => {
+  it("puts, gets, creates, compares-and-sets and deletes with increasing revisions", async () => {
+    await using kv = await openEmbeddedKv({ dir: await freshDir() });
+    const r1 = await kv.put("a", enc("1"));
+    const r2 = await kv.put("a", enc("2"));
+    expect(r2).toBeGreaterThan(r1);
+    expect(dec((await kv.get("a"))?.value)).toBe("2");
+    expect((await kv.get("a"))?.createRevision).toBe(r1);
+    await expect(kv.create("a", enc("x"))).rejects.toMatchObject({ code: "ALREADY_EXISTS" });
+    await expect(kv.compareAndSet("a", enc("3"), r1)).rejects.toMatchObject({
+      code: "FAILED_PRECONDITION",
+      details: { currentRevision: r2 },
+    });
+    const r3 = await kv.compareAndSet("a", enc("3"), r2);
+    await expect(kv.compareAndSet("b", enc("new"), 0)).resolves.toBeGreaterThan(r3);
+    expect(await kv.delete("a", { expectedRevision: r3 })).toBe(true);
+    expect(await kv.get("a")).toBeUndefined();
+    expect(await kv.delete("a")).toBe(false);
+    expect(await kv.revision()).toBeGreaterThan(r3);
+  });
+
+  it("refuses bad keys, values and options with INVALID_ARGUMENT", async () => {
+    await using kv = await openEmbeddedKv({ dir: await freshDir() });
+    for (const key of ["", ".a", "a.", "a b", "ключ", "x".repeat(1025), "a*"]) {
+      await expect(kv.put(key, enc("v"))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    }
+    await expect(kv.put("a", "text" as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(kv.compareAndSet("a", enc("v"), -1)).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+    await expect(kv.list("", { limit: 0 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(kv.grantLease(1)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("lists by prefix in key order, page by page", async () => {
+    await using kv = await openEmbeddedKv({ dir: await freshDir() });
+    for (const k of ["cart/3", "cart/1", "cart/2", "carts", "stock/1"]) await kv.put(k, enc(k));
+    const first = await kv.list("cart/", { limit: 2 });
+    expect(first.entries.map((e) => e.key)).toEqual(["cart/1", "cart/2"]);
+    expect(first.next).toBe("cart/2");
+    const second = await kv.list("cart/", { limit: 2, after: first.next });
+    expect(second.entries.map((e) => e.key)).toEqual(["cart/3"]);
+    expect(second.next).toBeUndefined();
+  });
+
+  it("watches a prefix in revision order and resumes from a revision", async () => {
+    await using kv = await openEmbeddedKv({ dir: await freshDir() });
+    const start = await kv.put("w/a", enc("0"));
+    const controller = new AbortController();
+    const seen: KvEvent[] = [];
+    const reading = (async () => {
+      for await (const event of kv.watch("w/", {
+        signal: controller.signal,
+        fromRevision: start,
+      })) {
+        seen.push(event);
+        if (seen.length === 3) controller.abort();
+      }
+    })();
+    await kv.put("w/b", enc("1"));
+    await kv.put("other", enc("x"));
+    await kv.delete("w/a");
+    await kv.put("w/a", enc("2"));
+    await reading;
+    expect(seen.map((e) => (e.type === "put" ? `put ${e.entry.key}` : `delete ${e.key}`))).toEqual([
+      "put w/b",
+      "delete w/a",
+      "put w/a",
+    ]);
+    const revisions = seen.map((e) => (e.type === "put" ? e.entry.revision : e.revision));
+    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions);
+  });
+
+  it("expires a lease and deletes its keys; keep-alive extends it; revoke ends it", async () => {
+    const clock = manualClock();
+    await using kv = await openEmbeddedKv({ dir: await freshDir(), clock });
+    const lease = await kv.grantLease(1_000);
+    await kv.put("lock/a", enc("me"), { lease });
+    clock.advance(800);
+    await kv.keepAlive(lease);
+    clock.advance(800);
+    expect(await kv.get("lock/a")).toBeDefined();
+    clock.advance(300);
+    await kv.revision(); // let the expiry's deletes commit
+    expect(await kv.get("lock/a")).toBeUndefined();
+    await expect(kv.keepAlive(lease)).rejects.toMatchObject({ code: "NOT_FOUND" });
+    const other = await kv.grantLease(1_000);
+    await kv.put("lock/b", enc("me"), { lease: other });
+    await kv.revokeLease(other);
+    expect(await kv.get("lock/b")).toBeUndefined();
+    await expect(kv.put("x", enc("v"), { lease: "lease-999" })).rejects.toMatchObject({
+      code: "NOT_FOUND",
+    });
+  });
+
+  it("survives a restart, with snapshots, and refuses a second opener", async () => {
+    const dir = await freshDir();
+    {
+      await using kv = await openEmbeddedKv({ dir, compactAfterBytes: 2_000 });
+      for (let i = 0; i < 200; i++) await kv.put(`k/${i % 20}`, enc(`v${i}`));
+      await expect(openEmbeddedKv({ dir })).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
+      expect(await kv.walSize()).toBeLessThan(4_000); // compacted along the way
+    }
+    await using again = await openEmbeddedKv({ dir });
+    expect(dec((await again.get("k/19"))?.value)).toBe("v199");
+    expect((await again.list("k/")).entries).toHaveLength(20);
+    expect(await again.revision()).toBe(200);
+  });
+
+  it("cuts a torn tail on recovery and keeps everything before it", async () => {
+    const dir = await freshDir();
+    {
+      await using kv = await openEmbeddedKv({ dir });
+      await kv.put("a", enc("1"));
+      await kv.put("b", enc("2"));
+    }
+    const wal = join(dir, "kv.wal");
+    const before = (await stat(wal)).size;
+    await appendFile(wal, Buffer.from([40, 0, 0, 0, 1, 2, 3, 4, 9, 9])); // a header promising 40 bytes, then 2
+    await using kv = await openEmbeddedKv({ dir });
+    expect(dec((await kv.get("b"))?.value)).toBe("2");
+    expect((await stat(wal)).size).toBe(before);
+    await kv.put("c", enc("3"));
+    expect(dec((await kv.get("c"))?.value)).toBe("3");
+  });
+
+  it("loses no acknowledged write when its process is killed with SIGKILL mid-write", async () => {
+    const dir = await freshDir();
+    const fixture = fileURLToPath(new URL("../../../test-fixtures/kv-writer.mjs", import.meta.url));
+    const child = spawn(process.execPath, [fixture, dir, "16"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const acknowledged = new Map<string, number>();
+    let buffer = "";
+    let ready = false;
+    await new Promise<void>((resolve, reject) => {
+      child.on("error", reject);
+      child.stdout.on("data", (chunk: Buffer) => {
+        buffer += chunk.toString();
+        const lines = buffer.split("\n");
+        buffer = lines.pop() ?? "";
+        for (const line of lines) {
+          if (line === "ready") ready = true;
+          const [key, revision] = line.split(" ");
+          if (key !== undefined && revision !== undefined) acknowledged.set(key, Number(revision));
+        }
+        if (ready && acknowledged.size >= 2_000) {
+          child.kill("SIGKILL");
+          resolve();
+        }
+      });
+    });
+    await new Promise((resolve) => child.once("exit", resolve));
+    await using kv = await openEmbeddedKv({ dir });
+    let missing = 0;
+    for (const [key, revision] of acknowledged) {
+      const entry = await kv.get(key);
+      if (entry?.revision !== revision || dec(entry.value) !== `v${Number(key.slice(2))}`)
+        missing++;
+    }
+    expect(missing).toBe(0);
+    expect(acknowledged.size).toBeGreaterThanOrEqual(2_000);
+  });
+});
