@@ -55,6 +55,8 @@ export type {
 } from "./ports/strong-kv.js";
 export { checkKey, checkPrefix } from "./state/keys.js";
 export { EventQueue } from "./state/event-queue.js";
+export { createStateStore } from "./state/store.js";
+export type { StateStore, UpdateOptions, Versioned } from "./state/store.js";
 export type { EmbeddedNetwork, EmbeddedNetworkOptions } from "./adapters/embedded/index.js";
 export { runLoad } from "./load/run-load.js";
 export { runOpenLoad } from "./load/run-open-load.js";

@@ -26,6 +26,8 @@ export type ConcurrencyLimitOptions =
       readonly max?: number;
       /** Extra queue allowed on top of the gradient's estimate; default sqrt(limit). */
       readonly queueSize?: number;
+      /** Recent latency may reach this multiple of the floor before the limit shrinks; default 2. */
+      readonly tolerance?: number;
     }
   /** A fixed limit. */
   | { readonly type: "fixed"; readonly limit: number };
@@ -101,10 +103,12 @@ export class ConcurrencyLimit {
           this.minRtt = Infinity;
           this.minRttResetAt = now + 30_000;
         }
-        const rtt = Math.max(0.01, latencyMs);
+        // Below a millisecond, differences are noise, not queueing.
+        const rtt = Math.max(1, latencyMs);
         if (rtt < this.minRtt) this.minRtt = rtt;
         this.smoothedRtt = this.smoothedRtt === 0 ? rtt : this.smoothedRtt * 0.9 + rtt * 0.1;
-        const gradient = Math.max(0.5, Math.min(1, this.minRtt / this.smoothedRtt));
+        const tolerance = options.tolerance ?? 2;
+        const gradient = Math.max(0.5, Math.min(1, (tolerance * this.minRtt) / this.smoothedRtt));
         const queue = options.queueSize ?? Math.sqrt(this.value);
         const next = overloaded ? this.value * 0.9 : this.value * gradient + queue;
         this.value = Math.min(this.max, Math.max(this.min, this.value * 0.8 + next * 0.2));

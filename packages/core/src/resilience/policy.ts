@@ -277,6 +277,7 @@ export function checkResilienceOptions(options: ResilienceOptions | undefined): 
         "latencyTargetMs",
         "backoff",
         "queueSize",
+        "tolerance",
         "limit",
       ]);
       if (o["type"] === "fixed")

@@ -673,7 +673,11 @@ export class Calling {
   private onAttempt(attempt: Attempt, reply: CallReply): void {
     if (attempt.settled) return;
     const now = this.clock.monotonic();
-    this.endAttempt(attempt, reply.ok ? undefined : reply.error.code, now);
+    // A node that sheds or rate-limits answered fast and is healthy: neither success nor failure.
+    const rejected =
+      !reply.ok &&
+      (reply.error.details["reason"] === "shed" || reply.error.details["reason"] === "rate-limit");
+    this.endAttempt(attempt, reply.ok ? undefined : rejected ? "CANCELLED" : reply.error.code, now);
     const call = attempt.call;
     if (call.settled) return;
     if (reply.ok) {

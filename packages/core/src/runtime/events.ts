@@ -75,6 +75,8 @@ export interface NodeStats {
   breakerHalfOpened: number;
   breakerClosed: number;
   ejections: number;
+  /** Calls this node admitted as their server. */
+  served: number;
   /** Calls this node shed as their server (concurrency limit). */
   shed: number;
   /** Calls this node refused as their server (rate limit). */
@@ -100,6 +102,7 @@ export function emptyStats(): NodeStats {
     breakerHalfOpened: 0,
     breakerClosed: 0,
     ejections: 0,
+    served: 0,
     shed: 0,
     rateLimited: 0,
     faults: 0,

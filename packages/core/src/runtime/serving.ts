@@ -260,6 +260,7 @@ export class Serving {
     const fault = this.host.faults.active
       ? this.host.faults.match(this.host.id, request.service, request.action)
       : undefined;
+    this.host.counters.served++;
     const call = new ServerCall(this.host, request, respond, principal, deadline, now);
     call.limited = limitedByConcurrency;
     this.inFlight++;

@@ -62,7 +62,7 @@ describe("embedded StrongKV", () => {
     const first = await kv.list("cart/", { limit: 2 });
     expect(first.entries.map((e) => e.key)).toEqual(["cart/1", "cart/2"]);
     expect(first.next).toBe("cart/2");
-    const second = await kv.list("cart/", { limit: 2, after: first.next });
+    const second = await kv.list("cart/", { limit: 2, after: first.next ?? "" });
     expect(second.entries.map((e) => e.key)).toEqual(["cart/3"]);
     expect(second.next).toBeUndefined();
   });

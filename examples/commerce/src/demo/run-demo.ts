@@ -1,0 +1,380 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  createEmbeddedNetwork,
+  createNode,
+  createStateStore,
+  isStrataError,
+  openEmbeddedKv,
+  runLoad,
+  seededRandom,
+  type LoadReport,
+  type NodeEvent,
+  type StrataNode,
+} from "@strata/core";
+import { seedCatalog, seedStock } from "../data/seed.js";
+import { catalog, catalogService } from "../services/catalog.js";
+import { inventory, inventoryService, seedInventory } from "../services/inventory.js";
+
+/** Options for {@link runDemo}. */
+export interface DemoOptions {
+  /** How long the traffic runs, in seconds. */
+  readonly durationSeconds: number;
+  /** Calls kept in flight by the load generator; default 32. */
+  readonly concurrency?: number;
+  /** Print exactly one JSON object (the report) on `out`, and nothing else there. */
+  readonly json?: boolean;
+  /** Inject a fault into one inventory node for the middle of the run; default true. */
+  readonly faults?: boolean;
+  /** Keep the store here instead of a temporary folder (which is removed at the end). */
+  readonly dataDir?: string;
+  readonly signal?: AbortSignal;
+  readonly out?: NodeJS.WritableStream;
+  readonly err?: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+/** One section per capability; later building blocks add theirs. */
+export interface DemoReport {
+  readonly durationSeconds: number;
+  readonly cluster: {
+    readonly nodes: ReadonlyArray<{
+      readonly id: string;
+      readonly region: string;
+      readonly served: number;
+    }>;
+  };
+  readonly calls: {
+    readonly total: number;
+    readonly ok: number;
+    readonly failed: number;
+    readonly successRate: number;
+    readonly throughput: number;
+    readonly latencyMs: {
+      readonly p50: number;
+      readonly p90: number;
+      readonly p99: number;
+      readonly max: number;
+    };
+    readonly errors: Readonly<Record<string, number>>;
+  };
+  readonly inventory: {
+    readonly reservations: number;
+    readonly refusedOutOfStock: number;
+    readonly releases: number;
+    /** Units sold beyond stock: must be 0. */
+    readonly oversold: number;
+    /** available + reserved equals the initial stock for every SKU. */
+    readonly stockConserved: boolean;
+  };
+  readonly resilience: {
+    readonly fault: {
+      readonly node: string;
+      readonly service: string;
+      readonly fromSecond: number;
+      readonly toSecond: number;
+    } | null;
+    readonly successRateDuringFault: number | null;
+    readonly breakerTransitions: ReadonlyArray<{
+      readonly atSecond: number;
+      readonly target: string;
+      readonly state: string;
+    }>;
+    readonly retries: number;
+    readonly shed: number;
+    readonly ejections: number;
+    readonly faultHits: number;
+  };
+  readonly verdicts: Readonly<Record<string, boolean>>;
+}
+
+const REGIONS: Record<string, string> = { n1: "eu", n2: "eu", n3: "us" };
+
+/**
+ * Runs the commerce demo: catalog and inventory on an embedded three-node cluster (two regions),
+ * a gateway node driving a traffic mix, an injected inventory fault in the middle of the run,
+ * and a report with the invariants checked at the end.
+ */
+export async function runDemo(options: DemoOptions): Promise<DemoReport> {
+  const out = options.out ?? process.stdout;
+  const err = options.err ?? process.stderr;
+  const log = (line: string): void => {
+    if (!options.json) out.write(`${line}\n`);
+  };
+  const durationMs = Math.round(options.durationSeconds * 1000);
+  const products = seedCatalog();
+  const initialStock = seedStock(products);
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "strata-demo-")));
+  const kv = await openEmbeddedKv({ dir: dataDir });
+  const nodes: StrataNode[] = [];
+  try {
+    await seedInventory(kv, initialStock);
+    const network = createEmbeddedNetwork();
+    for (const id of ["n1", "n2", "n3"]) {
+      nodes.push(
+        createNode({
+          id,
+          region: REGIONS[id] as string,
+          transport: network.transport(),
+          services: [catalogService(products), inventoryService(kv)],
+          heartbeatIntervalMs: 250,
+          resilience: { serving: { concurrency: { type: "gradient", initial: 64, max: 1_000 } } },
+        }),
+      );
+    }
+    const gateway = createNode({
+      id: "gateway",
+      region: "eu",
+      transport: network.transport(),
+      heartbeatIntervalMs: 250,
+      resilience: {
+        defaults: {
+          breaker: { strategy: { type: "consecutive", threshold: 5 }, halfOpenAfterMs: 1_000 },
+        },
+      },
+    });
+    nodes.push(gateway);
+    await Promise.all(nodes.map((n) => n.start()));
+    await gateway.waitForService("inventory", { timeoutMs: 5_000 });
+    await gateway.waitForService("catalog", { timeoutMs: 5_000 });
+    log(
+      `strata demo: catalog (${products.length} products) and inventory on n1, n2 (eu) and n3 (us); gateway in eu`,
+    );
+
+    const started = performance.now();
+    const second = (): number => Math.round((performance.now() - started) / 100) / 10;
+    const transitions: Array<{ atSecond: number; target: string; state: string }> = [];
+    using _events = gateway.on((event: NodeEvent) => {
+      if (event.type === "breaker")
+        transitions.push({ atSecond: second(), target: event.target, state: event.state.type });
+    });
+
+    const catalogClient = gateway.client(catalog);
+    const inventoryClient = gateway.client(inventory);
+    const random = seededRandom(99);
+    let reservations = 0;
+    let refused = 0;
+    let releases = 0;
+    const open: string[] = [];
+    let orderSeq = 0;
+    const call = async (): Promise<unknown> => {
+      const roll = random();
+      const product = products[Math.floor(random() * products.length)] as (typeof products)[number];
+      if (roll < 0.55) return catalogClient.getProduct({ id: product.id });
+      if (roll < 0.7)
+        return catalogClient.searchProducts({
+          query: product.name.split(" ")[1] ?? "Kettle",
+          limit: 5,
+        });
+      if (roll < 0.8) return catalogClient.listProducts({ category: product.category, limit: 20 });
+      if (roll < 0.85) return inventoryClient.getStock({ sku: product.sku });
+      if (roll < 0.95 || open.length === 0) {
+        const orderId = `o-${++orderSeq}`;
+        try {
+          await inventoryClient.reserve({
+            sku: product.sku,
+            qty: 1 + Math.floor(random() * 3),
+            orderId,
+          });
+          reservations++;
+          open.push(orderId);
+        } catch (error) {
+          if (isStrataError(error, "FAILED_PRECONDITION")) {
+            refused++; // out of stock is a correct answer, not a failure
+            return undefined;
+          }
+          throw error;
+        }
+        return undefined;
+      }
+      const orderId = open.splice(Math.floor(random() * open.length), 1)[0] as string;
+      const result = await inventoryClient.release({ orderId });
+      if (result.released) releases++;
+      return result;
+    };
+
+    const faultFrom = Math.round(durationMs * 0.3);
+    const faultTo = Math.round(durationMs * 0.7);
+    const faulty = nodes[1] as StrataNode;
+    const faultsOn = options.faults !== false && durationMs >= 1_000;
+    let faultRule: { hits: number } | undefined;
+    let duringFault = { calls: 0, ok: 0 };
+    let baseline = { calls: 0, errors: 0 };
+    const timers: NodeJS.Timeout[] = [];
+    if (faultsOn) {
+      timers.push(
+        setTimeout(() => {
+          faultRule = faulty.faults.inject({
+            effect: {
+              type: "fail",
+              code: "UNAVAILABLE",
+              message: "injected: inventory on n2 is down",
+            },
+            scope: { service: "inventory" },
+          });
+          baseline = { calls: progressCalls, errors: progressErrors };
+          if (!options.json)
+            err.write(`\n  ! fault injected: inventory on ${faulty.id} fails every call\n`);
+        }, faultFrom),
+        setTimeout(() => {
+          faulty.faults.clear();
+          duringFault = {
+            calls: progressCalls - baseline.calls,
+            ok: progressCalls - baseline.calls - (progressErrors - baseline.errors),
+          };
+          if (!options.json) err.write(`\n  ! fault cleared on ${faulty.id}\n`);
+        }, faultTo),
+      );
+    }
+    let progressCalls = 0;
+    let progressErrors = 0;
+    const tty = err.isTTY === true && !options.json;
+    let lastLine = 0;
+    const report: LoadReport = await runLoad({
+      concurrency: options.concurrency ?? 32,
+      durationMs,
+      call,
+      progressIntervalMs: 250,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      onProgress: (p) => {
+        progressCalls = p.calls;
+        progressErrors = p.errors;
+        if (options.json) return;
+        const line = `  ${(p.elapsedMs / 1000).toFixed(1)}s  ${p.calls} calls  ${Math.round(p.rate)}/s  errors ${p.errors}  breakers ${transitions.filter((t) => t.state === "open").length} opened`;
+        if (tty) err.write(`\r${line.padEnd(78)}`);
+        else if (p.elapsedMs - lastLine >= 1_000) {
+          lastLine = p.elapsedMs;
+          err.write(`${line}\n`);
+        }
+      },
+    });
+    for (const timer of timers) clearTimeout(timer);
+    if (faultsOn && duringFault.calls === 0) {
+      faulty.faults.clear();
+      duringFault = {
+        calls: progressCalls - baseline.calls,
+        ok: progressCalls - baseline.calls - (progressErrors - baseline.errors),
+      };
+    }
+    if (tty) err.write("\n");
+
+    // Invariants: no overselling, and every unit is either available or reserved.
+    const stock = createStateStore(kv, "stock");
+    let oversold = 0;
+    let conserved = true;
+    for await (const entry of stock.list<{ available: number; reserved: number }>()) {
+      if (entry.value.available < 0) oversold -= entry.value.available;
+      if (entry.value.available + entry.value.reserved !== initialStock.get(entry.key))
+        conserved = false;
+    }
+    const stats = nodes.map((n) => n.stats());
+    const gatewayStats = gateway.stats();
+    const result: DemoReport = {
+      durationSeconds: Math.round(report.durationMs / 100) / 10,
+      cluster: {
+        nodes: nodes.slice(0, 3).map((n) => ({
+          id: n.id,
+          region: n.region,
+          served: n.stats().served,
+        })),
+      },
+      calls: {
+        total: report.calls,
+        ok: report.ok,
+        failed: report.calls - report.ok,
+        successRate: report.calls === 0 ? 1 : round4(report.ok / report.calls),
+        throughput: Math.round(report.throughput),
+        latencyMs: {
+          p50: report.latency.p50,
+          p90: report.latency.p90,
+          p99: report.latency.p99,
+          max: report.latency.max,
+        },
+        errors: report.errors,
+      },
+      inventory: {
+        reservations,
+        refusedOutOfStock: refused,
+        releases,
+        oversold,
+        stockConserved: conserved,
+      },
+      resilience: {
+        fault: faultsOn
+          ? {
+              node: faulty.id,
+              service: "inventory",
+              fromSecond: faultFrom / 1000,
+              toSecond: faultTo / 1000,
+            }
+          : null,
+        successRateDuringFault:
+          faultsOn && duringFault.calls > 0 ? round4(duringFault.ok / duringFault.calls) : null,
+        breakerTransitions: transitions,
+        retries: gatewayStats.retries,
+        shed: stats.reduce((sum, s) => sum + s.shed, 0),
+        ejections: gatewayStats.ejections,
+        faultHits: faultRule?.hits ?? 0,
+      },
+      verdicts: {
+        noOversell: oversold === 0,
+        stockConserved: conserved,
+        noInternalErrors: (report.errors["INTERNAL"] ?? 0) === 0,
+        successRateAbove99: report.calls > 0 && report.ok / report.calls >= 0.99,
+      },
+    };
+    if (options.json) out.write(`${JSON.stringify(result)}\n`);
+    else printSummary(result, log);
+    return result;
+  } finally {
+    await Promise.allSettled(nodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
+    await kv.close();
+    if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+function round4(x: number): number {
+  return Math.round(x * 10_000) / 10_000;
+}
+
+function printSummary(r: DemoReport, log: (line: string) => void): void {
+  const pct = (x: number): string => `${(x * 100).toFixed(2)}%`;
+  log("");
+  log(
+    `nodes        ${r.cluster.nodes.map((n) => `${n.id} (${n.region}) served ${n.served}`).join(", ")}`,
+  );
+  log(
+    `calls        ${r.calls.total} in ${r.durationSeconds}s, ${r.calls.throughput}/s, success ${pct(r.calls.successRate)}`,
+  );
+  log(
+    `latency      p50 ${r.calls.latencyMs.p50} ms  p90 ${r.calls.latencyMs.p90} ms  p99 ${r.calls.latencyMs.p99} ms  max ${r.calls.latencyMs.max} ms`,
+  );
+  const errors = Object.entries(r.calls.errors);
+  log(
+    `errors       ${errors.length === 0 ? "none" : errors.map(([code, n]) => `${code} ${n}`).join(", ")}`,
+  );
+  log(
+    `inventory    ${r.inventory.reservations} reservations, ${r.inventory.refusedOutOfStock} refused (out of stock), ${r.inventory.releases} releases`,
+  );
+  log(
+    `             oversold units ${r.inventory.oversold}; stock conserved: ${r.inventory.stockConserved ? "yes" : "NO"}`,
+  );
+  if (r.resilience.fault !== null) {
+    const f = r.resilience.fault;
+    log(
+      `resilience   fault: ${f.service} on ${f.node} failed every call from ${f.fromSecond}s to ${f.toSecond}s (${r.resilience.faultHits} calls hit it)`,
+    );
+    log(
+      `             success rate during the fault ${r.resilience.successRateDuringFault === null ? "n/a" : pct(r.resilience.successRateDuringFault)}; retries ${r.resilience.retries}; shed ${r.resilience.shed}; ejections ${r.resilience.ejections}`,
+    );
+  }
+  const transitions = r.resilience.breakerTransitions;
+  log(
+    `breakers     ${transitions.length === 0 ? "no transitions" : transitions.map((t) => `${t.atSecond}s ${t.target} ${t.state}`).join(", ")}`,
+  );
+  log(
+    `verdicts     ${Object.entries(r.verdicts)
+      .map(([name, ok]) => `${name} ${ok ? "ok" : "FAILED"}`)
+      .join(", ")}`,
+  );
+}

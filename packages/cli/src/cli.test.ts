@@ -1,0 +1,255 @@
+import { spawn } from "node:child_process";
+import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { startNatsCluster, waitFor, type NatsCluster } from "@strata/test-harness";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main, type Io } from "./index.js";
+
+class Capture extends Writable {
+  text = "";
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+function io(
+  env: Record<string, string> = {},
+  signal?: AbortSignal,
+): Io & { out: Capture; err: Capture } {
+  return {
+    out: new Capture(),
+    err: new Capture(),
+    env,
+    ...(signal === undefined ? {} : { signal }),
+  };
+}
+
+async function run(
+  argv: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string }> {
+  const streams = io(env);
+  const code = await main(argv, streams);
+  return { code, out: streams.out.text, err: streams.err.text };
+}
+
+const fixture = (name: string): string =>
+  fileURLToPath(new URL(`../test-fixtures/${name}`, import.meta.url));
+
+describe("strata CLI: help and bad command lines", () => {
+  it("prints help for the tool and every command", async () => {
+    expect((await run(["--help"])).out).toContain("usage: strata <command>");
+    for (const command of ["demo", "dev", "nodes", "call", "fault", "bench"]) {
+      const r = await run([command, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain(`usage: strata ${command}`);
+    }
+  });
+
+  it("answers unusable command lines with a clear message and exit code 2", async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [[], /usage: strata <command>/],
+      [["launch"], /unknown command "launch"/],
+      [["demo", "--bogus"], /Unknown option '--bogus'/],
+      [["demo", "--duration", "abc"], /--duration must be a number/],
+      [["demo", "--duration", "0"], /--duration must be a number/],
+      [["demo", "--concurrency", "-3"], /--concurrency|Option '--concurrency/],
+      [["call"], /missing <service>.<action>/],
+      [["call", "catalog"], /is not <service>.<action>/],
+      [["call", "catalog.getProduct", "{nope"], /not valid JSON/],
+      [["call", "catalog.getProduct", "{}"], /needs a cluster to talk to/],
+      [["nodes"], /needs a cluster to talk to/],
+      [["dev"], /missing <module>/],
+      [["dev", fixture("nothing.mjs")], /exports no service implementations/],
+      [["dev", fixture("missing.mjs")], /cannot load module/],
+      [["fault", "inject", "--fail", "UNAVAILABLE"], /needs --node/],
+      [["fault", "inject", "--node", "n1"], /exactly one effect/],
+      [
+        ["fault", "inject", "--node", "n1", "--fail", "UNAVAILABLE", "--black-hole"],
+        /exactly one effect/,
+      ],
+      [["fault", "explode"], /unknown fault command/],
+      [["bench"], /missing suite/],
+      [["bench", "rpc", "--concurrency", "1,x"], /--concurrency must be an integer/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = await run(argv);
+      expect(r.code, argv.join(" ")).toBe(2);
+      expect(r.out + r.err, argv.join(" ")).toMatch(message);
+    }
+  });
+});
+
+describe("strata demo", () => {
+  it("prints one JSON report whose invariants hold", async () => {
+    const r = await run(["demo", "--duration", "2", "--json"]);
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    const report = JSON.parse(lines[0] as string) as {
+      calls: { total: number; errors: Record<string, number> };
+      inventory: { oversold: number; stockConserved: boolean };
+      resilience: { successRateDuringFault: number; faultHits: number };
+      verdicts: Record<string, boolean>;
+    };
+    expect(report.calls.total).toBeGreaterThan(100);
+    expect(report.inventory.oversold).toBe(0);
+    expect(report.inventory.stockConserved).toBe(true);
+    expect(report.calls.errors["INTERNAL"]).toBeUndefined();
+    expect(report.resilience.faultHits).toBeGreaterThan(0);
+    expect(report.resilience.successRateDuringFault).toBeGreaterThanOrEqual(0.99);
+    expect(Object.values(report.verdicts).every(Boolean)).toBe(true);
+  });
+
+  it("runs as `strata demo` from the installed bin, end to end", async () => {
+    const bin = fileURLToPath(new URL("../bin/strata.js", import.meta.url));
+    const child = spawn(process.execPath, [bin, "demo", "--duration", "2", "--json"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { verdicts: Record<string, boolean> };
+    expect(report.verdicts["noOversell"]).toBe(true);
+  });
+});
+
+describe("strata against a NATS cluster", () => {
+  let cluster: NatsCluster;
+  const stopDev = new AbortController();
+  let dev: Promise<number>;
+  let devIo: ReturnType<typeof io>;
+
+  beforeAll(async () => {
+    cluster = await startNatsCluster({ nodes: 1, jetstream: false });
+    devIo = io({}, stopDev.signal);
+    dev = main(["dev", fixture("services.mjs"), "--nats", cluster.url, "--id", "dev1"], devIo);
+    await waitFor(() => devIo.out.text.includes("serving catalog@1.0.0"), {
+      timeoutMs: 10_000,
+      message: "dev did not start",
+    });
+  });
+
+  afterAll(async () => {
+    stopDev.abort();
+    await dev;
+    await cluster.stop();
+  });
+
+  it("lists the dev node with its services", async () => {
+    const table = await run(["nodes", "--wait", "800"], { STRATA_NATS_URL: cluster.url });
+    expect(table.code).toBe(0);
+    expect(table.out).toMatch(/dev1\s+default\s+ready\s+\d+\s+catalog@1\.0\.0/);
+    const json = await run(["nodes", "--nats", cluster.url, "--wait", "800", "--json"]);
+    const nodes = JSON.parse(json.out) as Array<{ id: string }>;
+    expect(nodes.map((n) => n.id)).toContain("dev1");
+  });
+
+  it("calls an action and prints the result, or a readable error with field paths", async () => {
+    const ok = await run([
+      "call",
+      "catalog.getProduct",
+      '{"id":"p-0001"}',
+      "--nats",
+      cluster.url,
+      "--json",
+    ]);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.out)).toMatchObject({ id: "p-0001", currency: "EUR" });
+    const invalid = await run([
+      "call",
+      "catalog.listProducts",
+      '{"limit":1000}',
+      "--nats",
+      cluster.url,
+    ]);
+    expect(invalid.code).toBe(1);
+    expect(invalid.err).toMatch(/error: INVALID_ARGUMENT/);
+    expect(invalid.err).toMatch(/limit:/);
+    const missing = await run([
+      "call",
+      "catalog.getProduct",
+      '{"id":"p-9999"}',
+      "--nats",
+      cluster.url,
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/error: NOT_FOUND: no product p-9999/);
+    const unknown = await run([
+      "call",
+      "nosuch.thing",
+      "{}",
+      "--nats",
+      cluster.url,
+      "--wait",
+      "300",
+    ]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/error: UNAVAILABLE/);
+  });
+
+  it("injects, lists and clears a fault at run time", async () => {
+    const injected = await run([
+      "fault",
+      "inject",
+      "--node",
+      "dev1",
+      "--fail",
+      "UNAVAILABLE",
+      "--service",
+      "catalog",
+      "--nats",
+      cluster.url,
+    ]);
+    expect(injected.code).toBe(0);
+    expect(injected.out).toMatch(/dev1: injected fault-\d+/);
+    const failing = await run([
+      "call",
+      "catalog.getProduct",
+      '{"id":"p-0001"}',
+      "--nats",
+      cluster.url,
+    ]);
+    expect(failing.code).toBe(1);
+    expect(failing.err).toMatch(/UNAVAILABLE/);
+    const listed = await run(["fault", "list", "--nats", cluster.url]);
+    expect(listed.out).toMatch(/dev1: fault-\d+ \{"type":"fail","code":"UNAVAILABLE"\}/);
+    const bad = await run([
+      "fault",
+      "inject",
+      "--node",
+      "dev1",
+      "--fail",
+      "NOPE",
+      "--nats",
+      cluster.url,
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/known error code/);
+    const cleared = await run(["fault", "clear", "--node", "dev1", "--nats", cluster.url]);
+    expect(cleared.out).toMatch(/dev1: cleared 1/);
+    expect(
+      (await run(["call", "catalog.getProduct", '{"id":"p-0001"}', "--nats", cluster.url])).code,
+    ).toBe(0);
+  });
+
+  it("measures its own call path over NATS", async () => {
+    const r = await run([
+      "bench",
+      "rpc",
+      "--nats",
+      cluster.url,
+      "--concurrency",
+      "4",
+      "--calls",
+      "500",
+      "--json",
+    ]);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.out) as Array<{ rps: number; errors: number }>;
+    expect(rows[0]?.rps).toBeGreaterThan(0);
+    expect(rows[0]?.errors).toBe(0);
+  });
+});

@@ -1,0 +1,86 @@
+import { isStrataError } from "@strata/core";
+import { BENCH_HELP, benchCommand } from "./commands/bench.js";
+import { CALL_HELP, callCommand } from "./commands/call.js";
+import { DEMO_HELP, demoCommand } from "./commands/demo.js";
+import { DEV_HELP, devCommand } from "./commands/dev.js";
+import { FAULT_HELP, faultCommand } from "./commands/fault.js";
+import { NODES_HELP, nodesCommand } from "./commands/nodes.js";
+import { EXIT, UsageError, processIo, type Io } from "./io.js";
+import { printError } from "./print-error.js";
+
+export const HELP = `usage: strata <command> [options]
+
+commands:
+  demo     run the commerce demo on an embedded cluster
+  dev      run a node serving the services a module exports
+  nodes    list the nodes of a cluster
+  call     make one call: strata call <service>.<action> '<json>'
+  fault    inject, list and clear faults on nodes
+  bench    measure the call path: strata bench rpc
+
+Run \`strata <command> --help\` for a command's options.`;
+
+type Command = (argv: readonly string[], io: Io) => Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; help: string }> = {
+  demo: { run: demoCommand, help: DEMO_HELP },
+  dev: { run: devCommand, help: DEV_HELP },
+  nodes: { run: nodesCommand, help: NODES_HELP },
+  call: { run: callCommand, help: CALL_HELP },
+  fault: { run: faultCommand, help: FAULT_HELP },
+  bench: { run: benchCommand, help: BENCH_HELP },
+};
+
+/**
+ * Runs the CLI and returns the exit code: 0 ok, 1 the operation failed, 2 unusable command line.
+ * With no `io`, it uses the process's streams and stops long-running commands on SIGINT/SIGTERM.
+ */
+export async function main(argv: readonly string[], io?: Io): Promise<number> {
+  let stop: AbortController | undefined;
+  let onSignal: (() => void) | undefined;
+  if (io === undefined) {
+    stop = new AbortController();
+    const controller = stop;
+    let signals = 0;
+    onSignal = () => {
+      if (++signals > 1) process.exit(130); // a second Ctrl-C does not wait for the drain
+      controller.abort();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  }
+  const env = io ?? processIo(stop?.signal);
+  try {
+    const [name, ...rest] = argv;
+    if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+      env.out.write(`${HELP}\n`);
+      return name === undefined ? EXIT.usage : EXIT.ok;
+    }
+    const command = COMMANDS[name];
+    if (command === undefined) {
+      env.err.write(`strata: unknown command "${name}"\n\n${HELP}\n`);
+      return EXIT.usage;
+    }
+    try {
+      return await command.run(rest, env);
+    } catch (error) {
+      if (error instanceof UsageError) {
+        env.err.write(`strata ${name}: ${error.message}\n\n${command.help}\n`);
+        return EXIT.usage;
+      }
+      if (isStrataError(error)) {
+        printError(env, error);
+        return error.code === "INVALID_ARGUMENT" ? EXIT.usage : EXIT.failed;
+      }
+      env.err.write(
+        `strata ${name}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      return EXIT.failed;
+    }
+  } finally {
+    if (onSignal !== undefined) {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    }
+  }
+}

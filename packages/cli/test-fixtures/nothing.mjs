@@ -1,0 +1,2 @@
+// A module that exports no service implementations.
+export const answer = 42;
