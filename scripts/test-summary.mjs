@@ -7,7 +7,9 @@ let report;
 try {
   report = JSON.parse(readFileSync(path, "utf8"));
 } catch (error) {
-  console.error(`test-summary: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(
+    `test-summary: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`,
+  );
   process.exit(1);
 }
 const passed = report.numPassedTests ?? 0;
