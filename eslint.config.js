@@ -17,6 +17,7 @@ export default tseslint.config(
             "*.mjs",
             "packages/*/bin/*.js",
             "packages/*/test-fixtures/*.mjs",
+            "scripts/*.mjs",
           ],
         },
         tsconfigRootDir: import.meta.dirname,
