@@ -377,3 +377,24 @@ describe("membership under event-loop stalls", () => {
     });
   });
 });
+
+describe("resilience configuration at start-up", () => {
+  it("refuses a node whose policies are unknown or out of range, naming the option", async () => {
+    await using cluster = createTestCluster();
+    await expect(
+      cluster.add({ id: "x", resilience: { defaults: { timeoutMs: -1 } } }),
+    ).rejects.toThrow(/resilience.defaults: timeoutMs must be a positive number, got -1/);
+    await expect(
+      cluster.add({ id: "y", resilience: { services: { s: { retries: 3 } } } as never }),
+    ).rejects.toThrow(/unknown policy "retries"/);
+    const node = await cluster.add({ id: "z" });
+    expect(() => node.client(echo, { policies: { bulkhead: { maxConcurrent: 0 } } })).toThrow(
+      /bulkhead.maxConcurrent must be a positive integer/,
+    );
+    await expect(
+      node.client(echo).echo({ text: "x" }, { policies: { hedge: { delayMs: -5 } } }),
+    ).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+  });
+});
