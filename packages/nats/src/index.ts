@@ -2,3 +2,5 @@
 export { createNatsTransport } from "./nats-transport.js";
 export type { NatsTransportOptions } from "./nats-transport.js";
 export { MIN_NATS_VERSION, checkServerVersion } from "./server-version.js";
+export { openNatsKv } from "./nats-kv.js";
+export type { NatsKvOptions } from "./nats-kv.js";

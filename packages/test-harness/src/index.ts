@@ -6,3 +6,5 @@ export { freePort } from "./free-port.js";
 export { waitFor } from "./wait-for.js";
 export { tempDir } from "./temp-dir.js";
 export type { TempDir } from "./temp-dir.js";
+export { describeStrongKvConformance } from "./conformance/index.js";
+export type { StrongKvFixture } from "./conformance/index.js";

@@ -1,4 +1,10 @@
-import { StrataError, createStateStore, defineService, type StrongKV } from "@strata/core";
+import {
+  StrataError,
+  createStateStore,
+  defineService,
+  isStrataError,
+  type StrongKV,
+} from "@strata/core";
 import { z } from "zod";
 
 const Sku = z.string().regex(/^sku-[0-9]{5}$/, "a SKU looks like sku-00042");
@@ -58,7 +64,7 @@ export async function seedInventory(
   await Promise.all(
     [...stock].map(([sku, available]) =>
       store.create<Stock>(sku, { available, reserved: 0 }).catch((error: unknown) => {
-        if (!(error instanceof StrataError && error.code === "ALREADY_EXISTS")) throw error;
+        if (!isStrataError(error, "ALREADY_EXISTS")) throw error;
       }),
     ),
   );
@@ -91,7 +97,7 @@ export function inventoryService(kv: StrongKV) {
       try {
         await reservations.create<Reservation>(orderId, { sku, qty });
       } catch (error) {
-        if (error instanceof StrataError && error.code === "ALREADY_EXISTS") {
+        if (isStrataError(error, "ALREADY_EXISTS")) {
           return {
             orderId,
             sku,
@@ -134,8 +140,7 @@ export function inventoryService(kv: StrongKV) {
       try {
         await reservations.delete(orderId, { expectedRevision: existing.revision });
       } catch (error) {
-        if (error instanceof StrataError && error.code === "FAILED_PRECONDITION")
-          return { released: false };
+        if (isStrataError(error, "FAILED_PRECONDITION")) return { released: false };
         throw error;
       }
       await stock.update<Stock>(existing.value.sku, (current) =>

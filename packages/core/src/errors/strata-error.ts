@@ -1,5 +1,7 @@
 import { defaultRetryable, isErrorCode, type ErrorCode } from "./codes.js";
 
+const BRAND = Symbol.for("strata.error");
+
 /** Structured, JSON-safe details attached to an error. */
 export type ErrorDetails = Readonly<Record<string, unknown>>;
 
@@ -21,6 +23,8 @@ export interface StrataErrorOptions {
  */
 export class StrataError<C extends ErrorCode = ErrorCode> extends Error {
   override readonly name = "StrataError";
+  /** A brand shared by every copy of this package, so checks work across duplicated installs. */
+  readonly [BRAND] = true;
   readonly code: C;
   readonly retryable: boolean;
   readonly details: ErrorDetails;
@@ -56,7 +60,12 @@ export function isStrataError<C extends ErrorCode>(
   value: unknown,
   ...codes: C[]
 ): value is StrataError<C> {
-  return value instanceof StrataError && (codes.length === 0 || codes.includes(value.code as C));
+  const branded =
+    value instanceof StrataError ||
+    (typeof value === "object" &&
+      value !== null &&
+      (value as Record<symbol, unknown>)[BRAND] === true);
+  return branded && (codes.length === 0 || codes.includes((value as StrataError).code as C));
 }
 
 /**
@@ -78,7 +87,7 @@ export function ensureError(value: unknown): Error {
  * become `INTERNAL` with a generic message, so that internals never reach a caller.
  */
 export function toStrataError(value: unknown, context = "call"): StrataError {
-  if (value instanceof StrataError) return value as StrataError;
+  if (isStrataError(value)) return value;
   if (
     value instanceof DOMException &&
     (value.name === "AbortError" || value.name === "TimeoutError")

@@ -10,8 +10,8 @@ export interface KvEntry {
   readonly value: Uint8Array;
   /** Revision of the write that produced this value; strictly increasing across the store. */
   readonly revision: number;
-  /** Revision at which the key was (last) created. */
-  readonly createRevision: number;
+  /** Revision at which the key was (last) created, where the adapter tracks it (embedded does). */
+  readonly createRevision?: number;
   /** Lease the key is attached to, if any: it is deleted when the lease expires. */
   readonly lease?: string;
 }

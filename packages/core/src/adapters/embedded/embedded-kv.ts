@@ -302,7 +302,7 @@ class EmbeddedKvStore implements StrongKV {
     if (lease !== undefined && !this.leases.has(lease)) return Promise.reject(notFoundLease(lease));
     const revision = ++this.rev;
     const previous = this.entries.get(key);
-    const createRevision = previous === undefined ? revision : previous.createRevision;
+    const createRevision = previous?.createRevision ?? revision;
     const entry = this.applyPut(key, value, revision, createRevision, lease);
     return this.commit(key, [PUT, key, value, revision, createRevision, lease ?? null], {
       type: "put",
@@ -569,7 +569,7 @@ class EmbeddedKvStore implements StrongKV {
           e.key,
           e.value,
           e.revision,
-          e.createRevision,
+          e.createRevision ?? e.revision,
           e.lease ?? null,
         ]),
         leases: [...this.leases.values()].map((l) => [l.id, l.ttlMs]),

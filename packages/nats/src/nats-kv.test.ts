@@ -1,0 +1,90 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { StrataError } from "@strata/core";
+import {
+  describeStrongKvConformance,
+  startNatsCluster,
+  type NatsCluster,
+} from "@strata/test-harness";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openNatsKv } from "./nats-kv.js";
+
+let cluster: NatsCluster;
+let nc: NatsConnection;
+let buckets = 0;
+
+beforeAll(async () => {
+  cluster = await startNatsCluster({ nodes: 3, syncAlways: true });
+  nc = await connect({ servers: cluster.urls as string[] });
+});
+
+afterAll(async () => {
+  await nc.close();
+  await cluster.stop();
+});
+
+describeStrongKvConformance("NATS JetStream KV, R3", {
+  async open() {
+    const kv = await openNatsKv({ connection: nc, bucket: `conformance${++buckets}`, replicas: 3 });
+    return kv;
+  },
+});
+
+describe("NATS StrongKV", () => {
+  it("refuses a bucket that exists with other settings, and bad options", async () => {
+    await openNatsKv({ connection: nc, bucket: "settings", replicas: 1 });
+    await expect(
+      openNatsKv({ connection: nc, bucket: "settings", replicas: 3 }),
+    ).rejects.toMatchObject({
+      code: expect.stringMatching(/FAILED_PRECONDITION|UNAVAILABLE/) as unknown,
+    });
+    await expect(openNatsKv({ connection: nc, bucket: "bad.name" })).rejects.toBeInstanceOf(
+      StrataError,
+    );
+    await expect(openNatsKv({ connection: nc, bucket: "b", replicas: 9 })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+  });
+
+  it("loses no acknowledged write and keeps compare-and-set exclusive when one server of three is killed", async () => {
+    const kv = await openNatsKv({ connection: nc, bucket: "failover", replicas: 3 });
+    const acknowledged = new Map<string, number>();
+    let stop = false;
+    let failures = 0;
+    const writer = async (w: number): Promise<void> => {
+      for (let i = 0; !stop; i++) {
+        const key = `f/${w}-${i}`;
+        try {
+          acknowledged.set(key, await kv.put(key, new TextEncoder().encode(key)));
+        } catch {
+          failures++; // unacknowledged: allowed to be lost
+        }
+      }
+    };
+    const writers = Array.from({ length: 8 }, (_, w) => writer(w));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const victim = cluster.servers[1];
+    if (victim === undefined) throw new Error("no server");
+    await victim.kill();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    stop = true;
+    await Promise.all(writers);
+    await victim.restart();
+    expect(acknowledged.size).toBeGreaterThan(100);
+    let lost = 0;
+    for (const [key, revision] of acknowledged) {
+      const entry = await kv.get(key);
+      if (entry?.revision !== revision) lost++;
+    }
+    expect(lost).toBe(0);
+    const base = await kv.put("f/cas", new TextEncoder().encode("0"));
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        kv.compareAndSet("f/cas", new TextEncoder().encode(`${i}`), base),
+      ),
+    );
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    console.log(
+      `failover: ${acknowledged.size} acknowledged writes, ${failures} failed during the kill, 0 lost`,
+    );
+  });
+});

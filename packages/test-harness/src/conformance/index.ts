@@ -1,0 +1,2 @@
+export { describeStrongKvConformance } from "./strong-kv.js";
+export type { StrongKvFixture } from "./strong-kv.js";

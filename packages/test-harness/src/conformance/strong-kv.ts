@@ -1,0 +1,168 @@
+import { isStrataError, type KvEvent, type StrongKV } from "@strata/core";
+import { describe, expect, it } from "vitest";
+
+/** How the suite opens a fresh, empty store for each test. */
+export interface StrongKvFixture {
+  open(): Promise<StrongKV & AsyncDisposable>;
+}
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+const dec = (b: Uint8Array | undefined): string | undefined =>
+  b === undefined ? undefined : new TextDecoder().decode(b);
+
+/**
+ * The StrongKV conformance suite: every adapter of the port must pass it. Declares a vitest
+ * `describe` block; call it from an adapter's test file with a fixture that opens a fresh store.
+ *
+ * @example
+ * describeStrongKvConformance("embedded", { open: () => openEmbeddedKv({ dir: fresh() }) });
+ */
+export function describeStrongKvConformance(name: string, fixture: StrongKvFixture): void {
+  describe(`StrongKV conformance: ${name}`, () => {
+    it("reads its own writes with strictly increasing revisions", async () => {
+      await using kv = await fixture.open();
+      const r1 = await kv.put("c/a", enc("1"));
+      const r2 = await kv.put("c/a", enc("2"));
+      const r3 = await kv.put("c/b", enc("3"));
+      expect(r2).toBeGreaterThan(r1);
+      expect(r3).toBeGreaterThan(r2);
+      const a = await kv.get("c/a");
+      expect(dec(a?.value)).toBe("2");
+      expect(a?.revision).toBe(r2);
+      expect(await kv.get("c/missing")).toBeUndefined();
+      expect(await kv.revision()).toBeGreaterThanOrEqual(r3);
+    });
+
+    it("creates only absent keys, also after a delete", async () => {
+      await using kv = await fixture.open();
+      const r1 = await kv.create("c/x", enc("1"));
+      await expect(kv.create("c/x", enc("2"))).rejects.toMatchObject({ code: "ALREADY_EXISTS" });
+      expect(await kv.delete("c/x", { expectedRevision: r1 })).toBe(true);
+      expect(await kv.get("c/x")).toBeUndefined();
+      await expect(kv.create("c/x", enc("3"))).resolves.toBeGreaterThan(r1);
+      expect(dec((await kv.get("c/x"))?.value)).toBe("3");
+    });
+
+    it("compare-and-set succeeds only at the current revision and reports the current one", async () => {
+      await using kv = await fixture.open();
+      const r1 = await kv.put("c/k", enc("1"));
+      const r2 = await kv.compareAndSet("c/k", enc("2"), r1);
+      const error: unknown = await kv.compareAndSet("c/k", enc("x"), r1).catch((e: unknown) => e);
+      expect(isStrataError(error, "FAILED_PRECONDITION")).toBe(true);
+      expect((error as { details: Record<string, unknown> }).details["currentRevision"]).toBe(r2);
+      await expect(kv.compareAndSet("c/new", enc("n"), 0)).resolves.toBeGreaterThan(r2);
+      await expect(kv.compareAndSet("c/new", enc("n"), 0)).rejects.toMatchObject({
+        code: "FAILED_PRECONDITION",
+      });
+    });
+
+    it("lets exactly one of many concurrent compare-and-sets on one revision win", async () => {
+      await using kv = await fixture.open();
+      const base = await kv.put("c/race", enc("0"));
+      const results = await Promise.allSettled(
+        Array.from({ length: 30 }, (_, i) => kv.compareAndSet("c/race", enc(`w${i}`), base)),
+      );
+      const wins = results.filter((r) => r.status === "fulfilled");
+      expect(wins).toHaveLength(1);
+      for (const r of results)
+        if (r.status === "rejected")
+          expect(isStrataError(r.reason, "FAILED_PRECONDITION")).toBe(true);
+      const creates = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => kv.create("c/once", enc(`c${i}`))),
+      );
+      expect(creates.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    });
+
+    it("deletes, conditionally or not", async () => {
+      await using kv = await fixture.open();
+      const r1 = await kv.put("c/d", enc("1"));
+      await expect(kv.delete("c/d", { expectedRevision: r1 + 1000 })).rejects.toMatchObject({
+        code: "FAILED_PRECONDITION",
+      });
+      expect(await kv.delete("c/d")).toBe(true);
+      expect(await kv.delete("c/d")).toBe(false);
+      expect(await kv.get("c/d")).toBeUndefined();
+    });
+
+    it("lists a prefix in key order, page by page, without deleted keys", async () => {
+      await using kv = await fixture.open();
+      for (const k of ["l/3", "l/1", "l/2", "l/4", "lx", "m/1"]) await kv.put(k, enc(k));
+      await kv.delete("l/4");
+      const first = await kv.list("l/", { limit: 2 });
+      expect(first.entries.map((e) => e.key)).toEqual(["l/1", "l/2"]);
+      expect(first.next).toBeDefined();
+      const second = await kv.list("l/", { limit: 2, after: first.next ?? "" });
+      expect(second.entries.map((e) => e.key)).toEqual(["l/3"]);
+      expect(second.next).toBeUndefined();
+      expect(dec(second.entries[0]?.value)).toBe("l/3");
+    });
+
+    it("watches a prefix in revision order, and resumes after a revision", async () => {
+      await using kv = await fixture.open();
+      const start = await kv.put("w/a", enc("0"));
+      const controller = new AbortController();
+      const seen: KvEvent[] = [];
+      const reading = (async () => {
+        for await (const event of kv.watch("w/", {
+          signal: controller.signal,
+          fromRevision: start,
+        })) {
+          seen.push(event);
+          if (seen.length === 3) controller.abort();
+        }
+      })();
+      await kv.put("w/b", enc("1"));
+      await kv.put("z/other", enc("x"));
+      await kv.delete("w/a");
+      await kv.put("w/a", enc("2"));
+      await reading;
+      expect(
+        seen.map((e) => (e.type === "put" ? `put ${e.entry.key}` : `delete ${e.key}`)),
+      ).toEqual(["put w/b", "delete w/a", "put w/a"]);
+      const revisions = seen.map((e) => (e.type === "put" ? e.entry.revision : e.revision));
+      expect([...revisions].sort((a, b) => a - b)).toEqual(revisions);
+    });
+
+    it("refuses non-portable keys and bad arguments with INVALID_ARGUMENT", async () => {
+      await using kv = await fixture.open();
+      for (const key of ["", ".a", "a.", "a b", "a*", "a>", "ключ"]) {
+        await expect(kv.put(key, enc("v"))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+      }
+      await expect(kv.put("ok", "text" as never)).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+      });
+      await expect(kv.compareAndSet("ok", enc("v"), -1)).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+      });
+      await expect(kv.list("", { limit: 0 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    });
+
+    it("declares its lease capability and honours it", async () => {
+      await using kv = await fixture.open();
+      if (!kv.capabilities.leases) {
+        await expect(kv.grantLease(1_000)).rejects.toMatchObject({ code: "UNIMPLEMENTED" });
+        await expect(kv.put("c/l", enc("v"), { lease: "x" })).rejects.toMatchObject({
+          code: "UNIMPLEMENTED",
+        });
+        return;
+      }
+      const lease = await kv.grantLease(60_000);
+      await kv.put("c/l", enc("v"), { lease });
+      expect((await kv.get("c/l"))?.lease).toBe(lease);
+      await kv.revokeLease(lease);
+      expect(await kv.get("c/l")).toBeUndefined();
+      await expect(kv.keepAlive(lease)).rejects.toMatchObject({ code: "NOT_FOUND" });
+    });
+
+    it("serves stale reads only where it says it can, and linearizable reads see the last write", async () => {
+      await using kv = await fixture.open();
+      const revision = await kv.put("c/s", enc("v1"));
+      const fresh = await kv.get("c/s", { consistency: "linearizable" });
+      expect(fresh?.revision).toBe(revision);
+      if (kv.capabilities.staleReads) {
+        const stale = await kv.get("c/s", { consistency: { maxStalenessMs: 1_000 } });
+        expect(stale === undefined || stale.revision <= revision).toBe(true);
+      }
+    });
+  });
+}
