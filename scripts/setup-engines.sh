@@ -68,6 +68,16 @@ else
   done
 fi
 
+if [ -z "$pg" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  say "installing PostgreSQL server binaries (none found)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+    || fail "could not install PostgreSQL; install PostgreSQL 15+ server binaries by hand"
+  for dir in /usr/lib/postgresql/*/bin; do
+    [ -x "$dir/pg_ctl" ] && [ -x "$dir/initdb" ] && pg="$dir"
+  done
+fi
+[ -n "$pg" ] || fail "no PostgreSQL server binaries (initdb, postgres) found; install PostgreSQL 15+"
+
 {
   echo "STRATA_NATS_SERVER=$nats"
   echo "STRATA_PG_BIN=$pg"

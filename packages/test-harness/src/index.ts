@@ -8,3 +8,5 @@ export { tempDir } from "./temp-dir.js";
 export type { TempDir } from "./temp-dir.js";
 export { describeStrongKvConformance } from "./conformance/index.js";
 export type { StrongKvFixture } from "./conformance/index.js";
+export { findPostgresBin, startPostgres } from "./postgres.js";
+export type { PostgresCluster, PostgresServer } from "./postgres.js";
