@@ -56,6 +56,8 @@ export type {
 export { checkKey, checkPrefix } from "./state/keys.js";
 export { EventQueue } from "./state/event-queue.js";
 export { createStateStore } from "./state/store.js";
+export { SLOTS, ShardedKv, slotOf } from "./state/sharded-kv.js";
+export type { ShardGroup, ShardMapSnapshot } from "./state/sharded-kv.js";
 export type { StateStore, UpdateOptions, Versioned } from "./state/store.js";
 export type { EmbeddedNetwork, EmbeddedNetworkOptions } from "./adapters/embedded/index.js";
 export { runLoad } from "./load/run-load.js";
