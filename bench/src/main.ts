@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { renderResilienceMarkdown, runResilienceBench } from "./resilience.js";
+import { renderStateMarkdown, runStateBench } from "./state.js";
 import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
 
 const USAGE = `usage: npm run bench -- <suite> [--quick]
@@ -8,6 +9,7 @@ const USAGE = `usage: npm run bench -- <suite> [--quick]
 suites:
   rpc         Strata vs Moleculer (local and over NATS) vs raw nats.js request/reply
   resilience  cost of the default policy chain; overload at 3x capacity with and without shedding
+  state       StrongKV get/put/compare-and-set through Strata vs the raw NATS KV and PostgreSQL clients
 
 options:
   --quick   fewer calls (a smoke run; results are not written)
@@ -30,13 +32,25 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return suite === undefined && parsed.values.help !== true ? 2 : 0;
   }
-  if (suite !== "rpc" && suite !== "resilience") {
+  if (suite !== "rpc" && suite !== "resilience" && suite !== "state") {
     console.error(`bench: unknown suite "${suite}"\n${USAGE}`);
     return 2;
   }
   const quick = parsed.values.quick === true;
   const root = fileURLToPath(new URL("../../", import.meta.url));
   const markdown = `${root}docs/BENCHMARKS.md`;
+  if (suite === "state") {
+    const results = await runStateBench({ quick, log: (line) => console.log(line) });
+    if (!quick) {
+      const command = "npm run bench -- state";
+      await publishSection("state", "State", results, renderStateMarkdown(results, command), {
+        json: `${root}bench/results/state.json`,
+        markdown,
+      });
+      console.log("wrote bench/results/state.json and docs/BENCHMARKS.md");
+    }
+    return 0;
+  }
   if (suite === "resilience") {
     const results = await runResilienceBench({ quick, log: (line) => console.log(line) });
     if (!quick) {

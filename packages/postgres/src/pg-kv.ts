@@ -53,6 +53,48 @@ function pgError(error: unknown, what: string): StrataError {
   });
 }
 
+/**
+ * The namespace's write function: lock, check, write, log, notify, in the caller's (implicit)
+ * transaction, so a write costs one round trip. The transaction-scoped advisory lock makes
+ * revisions commit in order, which keeps watches in revision order.
+ */
+function writeFunction(t: {
+  data: string;
+  log: string;
+  leases: string;
+  seq: string;
+  lockKey: string;
+  fn: string;
+}): string {
+  return `CREATE OR REPLACE FUNCTION ${t.fn}(p_op text, p_key text, p_value bytea, p_lease text, p_expected bigint)
+RETURNS TABLE(outcome text, revision bigint, current_revision bigint) LANGUAGE plpgsql AS $fn$
+DECLARE cur bigint; rev bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('${t.lockKey}'));
+  SELECT d.revision INTO cur FROM ${t.data} d WHERE d.key = p_key;
+  cur := COALESCE(cur, 0);
+  IF p_op = 'create' AND cur <> 0 THEN RETURN QUERY SELECT 'exists'::text, 0::bigint, cur; RETURN; END IF;
+  IF p_expected IS NOT NULL AND cur <> p_expected THEN RETURN QUERY SELECT 'conflict'::text, 0::bigint, cur; RETURN; END IF;
+  IF p_op = 'delete' THEN
+    IF cur = 0 THEN RETURN QUERY SELECT 'absent'::text, 0::bigint, 0::bigint; RETURN; END IF;
+    rev := nextval('${t.seq}');
+    DELETE FROM ${t.data} d WHERE d.key = p_key;
+    INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_key, NULL);
+  ELSE
+    IF p_lease IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.leases} l WHERE l.id = p_lease AND l.expires_at > now()) THEN
+      RETURN QUERY SELECT 'no-lease'::text, 0::bigint, cur; RETURN;
+    END IF;
+    rev := nextval('${t.seq}');
+    INSERT INTO ${t.data} AS d (key, value, revision, create_revision, lease) VALUES (p_key, p_value, rev, rev, p_lease)
+      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease;
+    INSERT INTO ${t.log} (revision, key, value, lease) VALUES (rev, p_key, p_value, p_lease);
+  END IF;
+  PERFORM pg_notify('${t.data}', '');
+  RETURN QUERY SELECT 'ok'::text, rev, cur;
+END
+$fn$`;
+}
+
 function escapeLike(prefix: string): string {
   return prefix.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
@@ -96,7 +138,14 @@ class PostgresKvStore implements StrongKV {
   private readonly clock: Clock;
   private readonly pollMs: number;
   private readonly retention: number;
-  private readonly t: { data: string; log: string; leases: string; seq: string; lockKey: string };
+  private readonly t: {
+    data: string;
+    log: string;
+    leases: string;
+    seq: string;
+    lockKey: string;
+    fn: string;
+  };
   private readonly watchers = new Set<() => void>();
   private sweeper: Timer | undefined;
   private listener: pg.PoolClient | undefined;
@@ -120,6 +169,7 @@ class PostgresKvStore implements StrongKV {
       leases: `strata_kv_${ns}_leases`,
       seq: `strata_kv_${ns}_rev`,
       lockKey: `strata_kv_${ns}`,
+      fn: `strata_kv_${ns}_write`,
     };
     this.capabilities = {
       staleReads: this.standby !== undefined,
@@ -148,6 +198,7 @@ class PostgresKvStore implements StrongKV {
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${log} (revision bigint PRIMARY KEY, key text NOT NULL, value bytea, lease text)`,
       );
+      await client.query(writeFunction(this.t));
       await client.query("COMMIT");
     } catch (error) {
       await client.query("ROLLBACK").catch(() => undefined);
@@ -191,39 +242,6 @@ class PostgresKvStore implements StrongKV {
     }
   }
 
-  private async upsert(
-    client: pg.PoolClient,
-    key: string,
-    value: Uint8Array,
-    lease: string | undefined,
-  ): Promise<number> {
-    const { data, log, leases, seq } = this.t;
-    if (lease !== undefined) {
-      const found = await client.query(
-        `SELECT 1 FROM ${leases} WHERE id = $1 AND expires_at > now()`,
-        [lease],
-      );
-      if (found.rowCount === 0)
-        throw new StrataError("NOT_FOUND", `lease ${lease} does not exist or expired`, {
-          details: { lease },
-        });
-    }
-    const rev = await client.query<{ r: string }>(`SELECT nextval('${seq}') AS r`);
-    const revision = Number(rev.rows[0]?.r);
-    await client.query(
-      `INSERT INTO ${data} (key, value, revision, create_revision, lease) VALUES ($1, $2, $3, $3, $4)
-       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease`,
-      [key, Buffer.from(value), revision, lease ?? null],
-    );
-    await client.query(`INSERT INTO ${log} (revision, key, value, lease) VALUES ($1, $2, $3, $4)`, [
-      revision,
-      key,
-      Buffer.from(value),
-      lease ?? null,
-    ]);
-    return revision;
-  }
-
   private async removeKey(client: pg.PoolClient, key: string): Promise<number> {
     const { data, log, seq } = this.t;
     const rev = await client.query<{ r: string }>(`SELECT nextval('${seq}') AS r`);
@@ -234,14 +252,6 @@ class PostgresKvStore implements StrongKV {
       key,
     ]);
     return revision;
-  }
-
-  private async currentRevision(client: pg.PoolClient, key: string): Promise<number> {
-    const r = await client.query<{ revision: string }>(
-      `SELECT revision FROM ${this.t.data} WHERE key = $1`,
-      [key],
-    );
-    return r.rows[0] === undefined ? 0 : Number(r.rows[0].revision);
   }
 
   async get(
@@ -265,6 +275,71 @@ class PostgresKvStore implements StrongKV {
     }
   }
 
+  /**
+   * One write in one round trip: the namespace's write function takes the lock, checks the
+   * condition, writes the row and its log entry, and notifies watchers, in one transaction.
+   */
+  private async writeOne(
+    op: "put" | "create" | "delete",
+    key: string,
+    value: Uint8Array | null,
+    lease: string | undefined,
+    expected: number | undefined,
+  ): Promise<{ outcome: string; revision: number; current: number }> {
+    try {
+      const r = await this.pool.query<{
+        outcome: string;
+        revision: string;
+        current_revision: string;
+      }>(`SELECT * FROM ${this.t.fn}($1::text, $2::text, $3::bytea, $4::text, $5::bigint)`, [
+        op,
+        key,
+        value === null ? null : Buffer.from(value),
+        lease ?? null,
+        expected ?? null,
+      ]);
+      const row = r.rows[0];
+      if (row === undefined)
+        throw new StrataError("INTERNAL", `${op} ${key}: the write function returned nothing`);
+      return {
+        outcome: row.outcome,
+        revision: Number(row.revision),
+        current: Number(row.current_revision),
+      };
+    } catch (error) {
+      throw pgError(error, `${op} ${key}`);
+    }
+  }
+
+  private refuse(
+    outcome: string,
+    key: string,
+    current: number,
+    expected: number | undefined,
+    lease: string | undefined,
+  ): never {
+    switch (outcome) {
+      case "exists":
+        throw new StrataError("ALREADY_EXISTS", `key ${key} already exists`, {
+          details: { key, currentRevision: current },
+        });
+      case "conflict":
+        throw new StrataError(
+          "FAILED_PRECONDITION",
+          `key ${key} is at revision ${current}, not ${String(expected)}`,
+          {
+            details: { key, currentRevision: current, expectedRevision: expected ?? null },
+          },
+        );
+      case "no-lease":
+        throw new StrataError("NOT_FOUND", `lease ${String(lease)} does not exist or expired`, {
+          details: { lease: lease ?? null },
+        });
+      default:
+        throw new StrataError("INTERNAL", `write of ${key} answered ${outcome}`);
+    }
+  }
+
   async put(
     key: string,
     value: Uint8Array,
@@ -273,7 +348,9 @@ class PostgresKvStore implements StrongKV {
     this.check(options.signal);
     checkKey(key);
     asBytes(value);
-    return this.write(`put ${key}`, (c) => this.upsert(c, key, value, options.lease));
+    const r = await this.writeOne("put", key, value, options.lease, undefined);
+    if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, undefined, options.lease);
+    return r.revision;
   }
 
   async create(
@@ -284,14 +361,9 @@ class PostgresKvStore implements StrongKV {
     this.check(options.signal);
     checkKey(key);
     asBytes(value);
-    return this.write(`create ${key}`, async (c) => {
-      const current = await this.currentRevision(c, key);
-      if (current !== 0)
-        throw new StrataError("ALREADY_EXISTS", `key ${key} already exists`, {
-          details: { key, currentRevision: current },
-        });
-      return this.upsert(c, key, value, options.lease);
-    });
+    const r = await this.writeOne("create", key, value, options.lease, undefined);
+    if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, undefined, options.lease);
+    return r.revision;
   }
 
   async compareAndSet(
@@ -306,19 +378,9 @@ class PostgresKvStore implements StrongKV {
     if (!Number.isSafeInteger(expectedRevision) || expectedRevision < 0) {
       throw new StrataError("INVALID_ARGUMENT", "expectedRevision must be a non-negative integer");
     }
-    return this.write(`compare-and-set ${key}`, async (c) => {
-      const current = await this.currentRevision(c, key);
-      if (current !== expectedRevision) {
-        throw new StrataError(
-          "FAILED_PRECONDITION",
-          `key ${key} is at revision ${current}, not ${expectedRevision}`,
-          {
-            details: { key, currentRevision: current, expectedRevision },
-          },
-        );
-      }
-      return this.upsert(c, key, value, options.lease);
-    });
+    const r = await this.writeOne("put", key, value, options.lease, expectedRevision);
+    if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, expectedRevision, options.lease);
+    return r.revision;
   }
 
   async delete(
@@ -327,21 +389,11 @@ class PostgresKvStore implements StrongKV {
   ): Promise<boolean> {
     this.check(options.signal);
     checkKey(key);
-    return this.write(`delete ${key}`, async (c) => {
-      const current = await this.currentRevision(c, key);
-      if (options.expectedRevision !== undefined && current !== options.expectedRevision) {
-        throw new StrataError(
-          "FAILED_PRECONDITION",
-          `key ${key} is at revision ${current}, not ${options.expectedRevision}`,
-          {
-            details: { key, currentRevision: current, expectedRevision: options.expectedRevision },
-          },
-        );
-      }
-      if (current === 0) return false;
-      await this.removeKey(c, key);
-      return true;
-    });
+    const r = await this.writeOne("delete", key, null, undefined, options.expectedRevision);
+    if (r.outcome === "absent") return false;
+    if (r.outcome !== "ok")
+      this.refuse(r.outcome, key, r.current, options.expectedRevision, undefined);
+    return true;
   }
 
   async list(
