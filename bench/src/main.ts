@@ -82,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
       return quick ? Math.max(1_000, Math.floor(base / 20)) : base;
     },
     warmupCalls: quick ? 1_000 : 20_000,
+    rounds: quick ? 1 : 3,
     log: (line) => console.log(line),
   });
   for (const t of results.targets)

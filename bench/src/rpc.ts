@@ -51,43 +51,68 @@ export interface RpcOptions {
   /** Measured calls per concurrency level, after warm-up. */
   readonly calls: (concurrency: number, scenario: "in-process" | "nats") => number;
   readonly warmupCalls: number;
+  /** Rounds of alternating runs; each row reports its median round. */
+  readonly rounds: number;
   readonly log: (line: string) => void;
 }
 
-async function measure(
+/**
+ * Measures a group of peers that share an engine: every peer stays connected, and the peers take
+ * turns, round after round, so drift in the machine's load lands on all of them alike. Each row
+ * reports the median round (by throughput) of its peer and concurrency.
+ */
+async function measureGroup(
   scenario: RpcRow["scenario"],
-  name: string,
-  make: () => Promise<Peer>,
+  peers: ReadonlyArray<{ readonly name: string; readonly make: () => Promise<Peer> }>,
   options: RpcOptions,
 ): Promise<RpcRow[]> {
-  const rows: RpcRow[] = [];
-  await using peer = await make();
-  for (const concurrency of options.concurrencies) {
-    // Settle the heap between runs so one peer's garbage does not land on the next.
-    (globalThis as { gc?: () => void }).gc?.();
-    const report: LoadReport = await runLoad({
-      concurrency,
-      calls: options.calls(concurrency, scenario),
-      warmupCalls: options.warmupCalls,
-      call: () => peer.call(PAYLOAD),
-    });
-    const errors = report.calls - report.ok;
-    const row: RpcRow = {
-      scenario,
-      peer: name,
-      concurrency,
-      calls: report.calls,
-      errors,
-      rps: Math.round(report.throughput),
-      p50Ms: report.latency.p50,
-      p99Ms: report.latency.p99,
-    };
-    options.log(
-      `${scenario.padEnd(10)} ${name.padEnd(22)} c=${String(concurrency).padStart(3)}  ${String(row.rps).padStart(8)} req/s  p50 ${row.p50Ms.toFixed(3)} ms  p99 ${row.p99Ms.toFixed(3)} ms${errors > 0 ? `  errors ${errors}` : ""}`,
-    );
-    rows.push(row);
+  const open: Array<{ name: string; peer: Peer }> = [];
+  try {
+    for (const p of peers) open.push({ name: p.name, peer: await p.make() });
+    const samples = new Map<string, RpcRow[]>();
+    for (let round = 0; round < options.rounds; round++) {
+      for (const concurrency of options.concurrencies) {
+        for (const { name, peer } of open) {
+          // Settle the heap between runs so one peer's garbage does not land on the next.
+          (globalThis as { gc?: () => void }).gc?.();
+          const report: LoadReport = await runLoad({
+            concurrency,
+            calls: options.calls(concurrency, scenario),
+            warmupCalls: options.warmupCalls,
+            call: () => peer.call(PAYLOAD),
+          });
+          const row: RpcRow = {
+            scenario,
+            peer: name,
+            concurrency,
+            calls: report.calls,
+            errors: report.calls - report.ok,
+            rps: Math.round(report.throughput),
+            p50Ms: report.latency.p50,
+            p99Ms: report.latency.p99,
+          };
+          const key = `${name}@${concurrency}`;
+          samples.set(key, [...(samples.get(key) ?? []), row]);
+        }
+      }
+    }
+    const rows: RpcRow[] = [];
+    for (const concurrency of options.concurrencies) {
+      for (const { name } of open) {
+        const runs = [...(samples.get(`${name}@${concurrency}`) ?? [])].sort(
+          (a, b) => a.rps - b.rps,
+        );
+        const row = runs[Math.floor(runs.length / 2)] as RpcRow;
+        options.log(
+          `${scenario.padEnd(10)} ${name.padEnd(22)} c=${String(concurrency).padStart(3)}  ${String(row.rps).padStart(8)} req/s  p50 ${row.p50Ms.toFixed(3)} ms  p99 ${row.p99Ms.toFixed(3)} ms  (median of ${runs.length}: ${runs.map((r) => r.rps).join(", ")})${row.errors > 0 ? `  errors ${row.errors}` : ""}`,
+        );
+        rows.push(row);
+      }
+    }
+    return rows;
+  } finally {
+    for (const { peer } of open) await peer[Symbol.asyncDispose]();
   }
-  return rows;
 }
 
 function find(rows: readonly RpcRow[], peer: string, concurrency: number): RpcRow | undefined {
@@ -97,15 +122,31 @@ function find(rows: readonly RpcRow[], peer: string, concurrency: number): RpcRo
 /** Runs every peer side by side in this one process and returns the table with its ratios. */
 export async function runRpcBench(options: RpcOptions): Promise<RpcResults> {
   const rows: RpcRow[] = [];
-  rows.push(...(await measure("in-process", "moleculer local", moleculerLocal, options)));
-  rows.push(...(await measure("in-process", "strata local", strataLocal, options)));
-  rows.push(...(await measure("in-process", "strata embedded", strataEmbedded, options)));
+  rows.push(
+    ...(await measureGroup(
+      "in-process",
+      [
+        { name: "moleculer local", make: moleculerLocal },
+        { name: "strata local", make: () => strataLocal() },
+        { name: "strata embedded", make: () => strataEmbedded() },
+      ],
+      options,
+    )),
+  );
 
   await using cluster = await startNatsCluster({ nodes: 1, jetstream: false });
   const url = cluster.url;
-  rows.push(...(await measure("nats", "raw nats.js (muxed)", () => rawNats(url), options)));
-  rows.push(...(await measure("nats", "moleculer over nats", () => moleculerNats(url), options)));
-  rows.push(...(await measure("nats", "strata over nats", () => strataNats(url), options)));
+  rows.push(
+    ...(await measureGroup(
+      "nats",
+      [
+        { name: "raw nats.js (muxed)", make: () => rawNats(url) },
+        { name: "moleculer over nats", make: () => moleculerNats(url) },
+        { name: "strata over nats", make: () => strataNats(url) },
+      ],
+      options,
+    )),
+  );
 
   const ratios: Record<string, number> = {};
   const targets: Array<RpcResults["targets"][number]> = [];
@@ -188,7 +229,7 @@ export function renderRpcMarkdown(results: RpcResults, command: string): string 
     `Measured ${results.when.slice(0, 10)} on ${results.machine.cpus} cores, Node ${results.machine.node}, nats-server ${results.machine.natsServer}, with \`${command}\`.`,
   );
   lines.push(
-    "Every peer runs in the same process, one after another, against the same nats-server; an echo of a ~100-byte object; fixed call counts after a warm-up.",
+    "Every peer runs in the same process against the same nats-server; the peers of a scenario take turns for several rounds and each row is the median round; an echo of a ~100-byte object; fixed call counts after a warm-up.",
   );
   lines.push("");
   lines.push("| scenario | peer | concurrency | req/s | p50 ms | p99 ms | errors |");
