@@ -672,7 +672,12 @@ export class Calling {
   /** Ends an attempt: records what it says about the node, then settles, retries or waits. */
   private onAttempt(attempt: Attempt, reply: CallReply): void {
     if (attempt.settled) return;
-    const now = this.clock.monotonic();
+    // The clock is read only when something will use the latency: outlier statistics of a remote
+    // node, or the latency window that hedging reads.
+    const timed =
+      (this.outlier !== undefined && attempt.member !== undefined && !attempt.member.local) ||
+      attempt.call.binding.shared.latency !== undefined;
+    const now = timed ? this.clock.monotonic() : 0;
     // A node that sheds or rate-limits answered fast and is healthy: neither success nor failure.
     const rejected =
       !reply.ok &&

@@ -161,7 +161,9 @@ export class Serving {
     principal: Principal | undefined,
     deadline: number,
   ): ServerCall | undefined {
-    const call = this.handle(request, respond, principal, deadline, this.clock.monotonic());
+    // The admission time matters only to a concurrency limit; skip the clock read otherwise.
+    const now = this.limit === undefined ? 0 : this.clock.monotonic();
+    const call = this.handle(request, respond, principal, deadline, now);
     if (call !== undefined && !call.done) this.local.add(call);
     return call;
   }
