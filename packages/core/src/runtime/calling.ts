@@ -151,6 +151,9 @@ class LatencyWindow {
   }
 }
 
+/** A W3C traceparent: version 00, a non-zero trace id and parent id, and flags. */
+const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
+
 function guardsNode(policies: ResolvedPolicies): boolean {
   return policies.breaker !== undefined && policies.breaker.scope !== "action";
 }
@@ -430,6 +433,14 @@ export class Calling {
     if (signal?.aborted === true) {
       return Promise.reject(new StrataError("CANCELLED", `${what}: cancelled before it was sent`));
     }
+    if (options?.trace !== undefined && !TRACEPARENT.test(options.trace.traceparent)) {
+      return Promise.reject(
+        new StrataError(
+          "INVALID_ARGUMENT",
+          `${what}: trace.traceparent is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)`,
+        ),
+      );
+    }
     let shardKey = options?.shardKey;
     if (shardKey === undefined && binding.shardKey !== undefined && options?.node === undefined) {
       try {
@@ -465,7 +476,7 @@ export class Calling {
         deadline,
         heapIndex: -1,
         retryable: binding.idempotent || idempotencyKey !== undefined,
-        trace: parent?.request.trace,
+        trace: options?.trace ?? parent?.request.trace,
         meta,
         idempotencyKey,
         principal: parent?.principal,

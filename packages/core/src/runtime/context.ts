@@ -37,6 +37,11 @@ export interface CallOptions {
   readonly via?: "router" | "group";
   /** Policies for this call only, merged over the client's, service's and node's. */
   readonly policies?: CallPolicies;
+  /**
+   * W3C trace context to carry (for example from an incoming HTTP request's `traceparent`);
+   * nested calls inherit their parent's when this is absent.
+   */
+  readonly trace?: TraceContext;
 }
 
 /** What a handler knows about the call it serves. */

@@ -398,3 +398,46 @@ describe("resilience configuration at start-up", () => {
     });
   });
 });
+
+describe("trace context at the edge", () => {
+  it("carries a caller's traceparent to the handler and its nested calls, and refuses a malformed one", async () => {
+    await using cluster = createTestCluster();
+    const seen: Array<string | undefined> = [];
+    const inner = defineService({
+      name: "inner",
+      version: "1.0.0",
+      actions: { ping: { input: z.object({}), output: z.string() } },
+    });
+    const outer = defineService({
+      name: "outer",
+      version: "1.0.0",
+      actions: { call: { input: z.object({}), output: z.string() } },
+    });
+    await cluster.add({
+      id: "n1",
+      services: [
+        inner.implement({
+          ping: (_input, ctx) => {
+            seen.push(ctx.trace?.traceparent);
+            return "pong";
+          },
+        }),
+        outer.implement({
+          call: async (_input, ctx) => {
+            seen.push(ctx.trace?.traceparent);
+            return ctx.client(inner).ping({});
+          },
+        }),
+      ],
+    });
+    const caller = await cluster.add({ id: "caller" });
+    const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    await expect(caller.client(outer).call({}, { trace: { traceparent } })).resolves.toBe("pong");
+    expect(seen).toEqual([traceparent, traceparent]);
+    await expect(
+      caller.client(outer).call({}, { trace: { traceparent: "nope" } }),
+    ).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+  });
+});
