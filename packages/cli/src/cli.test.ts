@@ -40,7 +40,7 @@ const fixture = (name: string): string =>
 describe("strata CLI: help and bad command lines", () => {
   it("prints help for the tool and every command", async () => {
     expect((await run(["--help"])).out).toContain("usage: strata <command>");
-    for (const command of ["demo", "dev", "nodes", "call", "fault", "bench"]) {
+    for (const command of ["demo", "dev", "nodes", "call", "fault", "bench", "check"]) {
       const r = await run([command, "--help"]);
       expect(r.code).toBe(0);
       expect(r.out).toContain(`usage: strata ${command}`);
@@ -77,6 +77,45 @@ describe("strata CLI: help and bad command lines", () => {
       const r = await run(argv);
       expect(r.code, argv.join(" ")).toBe(2);
       expect(r.out + r.err, argv.join(" ")).toMatch(message);
+    }
+  });
+});
+
+describe("strata check linearizable", () => {
+  it("exits 0 for a linearizable history, 1 for a violation with a counterexample, 2 for unusable input", async () => {
+    const { mkdtemp, writeFile, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = await mkdtemp(join(tmpdir(), "strata-check-"));
+    try {
+      const good = join(dir, "good.edn");
+      await writeFile(
+        good,
+        "{:process 0, :type :invoke, :f :write, :value 1}\n{:process 0, :type :ok, :f :write, :value 1}\n{:process 1, :type :invoke, :f :read, :value nil}\n{:process 1, :type :ok, :f :read, :value 1}\n",
+      );
+      const bad = join(dir, "bad.log");
+      await writeFile(
+        bad,
+        "INFO  jepsen.util - 0\t:invoke\t:write\t1\nINFO  jepsen.util - 0\t:ok\t:write\t1\nINFO  jepsen.util - 1\t:invoke\t:read\tnil\nINFO  jepsen.util - 1\t:ok\t:read\tnil\n",
+      );
+      const garbage = join(dir, "garbage.json");
+      await writeFile(garbage, "{not json");
+      const ok = await run(["check", "linearizable", good]);
+      expect(ok.code).toBe(0);
+      expect(ok.out).toMatch(/^linearizable: 2 operations/);
+      const violation = await run(["check", "linearizable", bad, "--format", "jepsen-log"]);
+      expect(violation.code).toBe(1);
+      expect(violation.out).toMatch(/NOT linearizable/);
+      expect(violation.out).toMatch(/cannot be placed next:\n {2}process 1 read/);
+      expect(
+        (await run(["check", "linearizable", bad, "--initial", "null", "--json"])).out,
+      ).toMatch(/"result":"not-linearizable"/);
+      expect((await run(["check", "linearizable", garbage])).code).toBe(2);
+      expect((await run(["check", "linearizable", join(dir, "missing.json")])).code).toBe(2);
+      expect((await run(["check", "linearizable", good, "--initial", "{bad"])).code).toBe(2);
+      expect((await run(["check", "sequential", good])).code).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,4 +1,5 @@
 import { isStrataError } from "@strata/core";
+import { CHECK_HELP, runCheckCommand } from "@strata/verify";
 import { BENCH_HELP, benchCommand } from "./commands/bench.js";
 import { CALL_HELP, callCommand } from "./commands/call.js";
 import { DEMO_HELP, demoCommand } from "./commands/demo.js";
@@ -17,6 +18,7 @@ commands:
   call     make one call: strata call <service>.<action> '<json>'
   fault    inject, list and clear faults on nodes
   bench    measure the call path: strata bench rpc
+  check    check a history: strata check linearizable <history>
 
 Run \`strata <command> --help\` for a command's options.`;
 
@@ -29,6 +31,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   call: { run: callCommand, help: CALL_HELP },
   fault: { run: faultCommand, help: FAULT_HELP },
   bench: { run: benchCommand, help: BENCH_HELP },
+  check: { run: runCheckCommand, help: CHECK_HELP },
 };
 
 /**

@@ -1,4 +1,10 @@
 import { isStrataError, type KvEvent, type StrongKV } from "@strata/core";
+import {
+  checkLinearizable,
+  pairOperations,
+  registerModel,
+  type HistoryEvent,
+} from "@strata/verify";
 import { describe, expect, it } from "vitest";
 
 /** How the suite opens a fresh, empty store for each test. */
@@ -19,6 +25,61 @@ const dec = (b: Uint8Array | undefined): string | undefined =>
  */
 export function describeStrongKvConformance(name: string, fixture: StrongKvFixture): void {
   describe(`StrongKV conformance: ${name}`, () => {
+    it("is linearizable under concurrent clients (a checked register history)", async () => {
+      await using kv = await fixture.open();
+      const history: HistoryEvent[] = [];
+      const now = (): number => performance.now();
+      let unique = 0;
+      const client = async (process: number): Promise<void> => {
+        const seen = new Map<string, { value: number | null; revision: number }>();
+        for (let i = 0; i < 40; i++) {
+          const key = `lin/${(process * 7 + i) % 3}`;
+          const roll = (process * 31 + i * 17) % 10;
+          if (roll < 4) {
+            history.push({ process, type: "invoke", f: "read", value: null, key, time: now() });
+            try {
+              const entry = await kv.get(key);
+              const value = entry === undefined ? null : Number(dec(entry.value));
+              seen.set(key, { value, revision: entry?.revision ?? 0 });
+              history.push({ process, type: "ok", f: "read", value, key, time: now() });
+            } catch {
+              history.push({ process, type: "info", f: "read", value: null, key, time: now() });
+            }
+          } else if (roll < 7 || !seen.has(key)) {
+            const value = ++unique;
+            history.push({ process, type: "invoke", f: "write", value, key, time: now() });
+            try {
+              const revision = await kv.put(key, enc(String(value)));
+              seen.set(key, { value, revision });
+              history.push({ process, type: "ok", f: "write", value, key, time: now() });
+            } catch {
+              history.push({ process, type: "info", f: "write", value, key, time: now() });
+            }
+          } else {
+            // Values are unique per write, so compare-and-set on the revision last read is a
+            // compare-and-set on that value.
+            const last = seen.get(key) as { value: number | null; revision: number };
+            const value = ++unique;
+            const input = [last.value, value];
+            history.push({ process, type: "invoke", f: "cas", value: input, key, time: now() });
+            try {
+              const revision = await kv.compareAndSet(key, enc(String(value)), last.revision);
+              seen.set(key, { value, revision });
+              history.push({ process, type: "ok", f: "cas", value: input, key, time: now() });
+            } catch (error) {
+              const type = isStrataError(error, "FAILED_PRECONDITION") ? "fail" : "info";
+              history.push({ process, type, f: "cas", value: input, key, time: now() });
+            }
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, (_, p) => client(p)));
+      const verdict = checkLinearizable(pairOperations(history), registerModel(null), {
+        timeoutMs: 20_000,
+      });
+      expect(verdict.result, JSON.stringify(verdict).slice(0, 2_000)).toBe("linearizable");
+    });
+
     it("reads its own writes with strictly increasing revisions", async () => {
       await using kv = await fixture.open();
       const r1 = await kv.put("c/a", enc("1"));
