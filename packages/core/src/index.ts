@@ -56,6 +56,9 @@ export type {
 export { checkKey, checkPrefix } from "./state/keys.js";
 export { EventQueue } from "./state/event-queue.js";
 export { createStateStore } from "./state/store.js";
+export * from "./state/crdt/index.js";
+export { compareHlc, createHlc, decodeHlc, encodeHlc } from "./ports/hlc.js";
+export type { Hlc, HybridClock } from "./ports/hlc.js";
 export { SLOTS, ShardedKv, slotOf } from "./state/sharded-kv.js";
 export type { ShardGroup, ShardMapSnapshot } from "./state/sharded-kv.js";
 export type { StateStore, UpdateOptions, Versioned } from "./state/store.js";
