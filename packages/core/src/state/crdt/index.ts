@@ -31,3 +31,5 @@ export {
   nextDot,
 } from "./causal.js";
 export type { Causal, CausalContext, Dot, DotFun, DotMap, DotSet, DotStore } from "./causal.js";
+export { createCrdtSpace } from "./space.js";
+export type { CrdtSpace, CrdtSpaceOptions, CrdtSpaceStats } from "./space.js";
