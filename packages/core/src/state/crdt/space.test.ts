@@ -75,7 +75,7 @@ describe("CRDT spaces replicated between regions", () => {
       const cart = eu1.get("cart-1") as Causal<DotMap>;
       expect(orMap.keys(cart)).toEqual(["sku-1", "sku-2", "sku-3"]);
       expect(
-        mvRegister.values(orMap.get(cart, "sku-1", { t: "fun", entries: {} } as DotStore) as never),
+        mvRegister.values(orMap.get(cart, "sku-1", { t: "fun", entries: {} }) as never),
       ).toEqual([5]);
     } finally {
       for (const s of spaces) await s[Symbol.asyncDispose]();

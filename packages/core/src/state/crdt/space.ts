@@ -138,7 +138,7 @@ export async function createCrdtSpace(
   const queue = (key: string, delta: Causal<DotMap>): void => {
     for (const peer of peers()) {
       let pending = outbox.get(peer);
-      if (pending === undefined) outbox.set(peer, (pending = new Map()));
+      if (pending === undefined) outbox.set(peer, (pending = new Map<string, Causal<DotMap>>()));
       const previous = pending.get(key);
       pending.set(key, previous === undefined ? delta : join(previous, delta));
     }
