@@ -6,7 +6,7 @@ import { createEmbeddedNetwork } from "../../adapters/embedded/index.js";
 import { openEmbeddedKv } from "../../adapters/embedded/embedded-kv.js";
 import { createNode, type StrataNode } from "../../runtime/node.js";
 import { createCrdtSpace, type CrdtSpace } from "./space.js";
-import { mvRegister, orMap, type Causal, type DotMap, type DotStore } from "./types.js";
+import { mvRegister, orMap, type Causal, type DotMap } from "./types.js";
 
 function canon(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) =>
