@@ -4,10 +4,13 @@ import { join } from "node:path";
 import {
   createEmbeddedNetwork,
   createNode,
+  createCrdtSpace,
   createStateStore,
+  type CrdtSpace,
   isStrataError,
   openEmbeddedKv,
   runLoad,
+  runOpenLoad,
   seededRandom,
   type LoadReport,
   type NodeEvent,
@@ -15,6 +18,7 @@ import {
 } from "@strata/core";
 import { seedCatalog, seedStock } from "../data/seed.js";
 import { catalog, catalogService } from "../services/catalog.js";
+import { cart, cartItems, cartService } from "../services/cart.js";
 import { inventory, inventoryService, seedInventory } from "../services/inventory.js";
 
 /** Options for {@link runDemo}. */
@@ -67,6 +71,17 @@ export interface DemoReport {
     /** available + reserved equals the initial stock for every SKU. */
     readonly stockConserved: boolean;
   };
+  readonly carts: {
+    /** Cart writes made in each region. */
+    readonly updates: Readonly<Record<string, number>>;
+    readonly carts: number;
+    /** The regions were cut apart for this window; carts took writes on both sides. */
+    readonly partition: { readonly fromSecond: number; readonly toSecond: number } | null;
+    /** How long after the partition healed the three replicas held equal carts. */
+    readonly convergedAfterMs: number | null;
+    /** Every replica holds the same carts at the end. */
+    readonly converged: boolean;
+  };
   readonly resilience: {
     readonly fault: {
       readonly node: string;
@@ -110,17 +125,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   try {
     await seedInventory(kv, initialStock);
     const network = createEmbeddedNetwork();
+    const spaces: CrdtSpace[] = [];
     for (const id of ["n1", "n2", "n3"]) {
-      nodes.push(
-        createNode({
-          id,
-          region: REGIONS[id] as string,
-          transport: network.transport(),
-          services: [catalogService(products), inventoryService(kv)],
-          heartbeatIntervalMs: 250,
-          resilience: { serving: { concurrency: { type: "gradient", initial: 64, max: 1_000 } } },
-        }),
-      );
+      const node = createNode({
+        id,
+        region: REGIONS[id] as string,
+        transport: network.transport(),
+        services: [catalogService(products), inventoryService(kv)],
+        heartbeatIntervalMs: 250,
+        resilience: { serving: { concurrency: { type: "gradient", initial: 64, max: 1_000 } } },
+      });
+      // Carts: a CRDT replica on every node, replicated between the regions.
+      const space = await createCrdtSpace(node, { name: "carts", shipEveryMs: 25 });
+      node.serve(cartService(space));
+      spaces.push(space);
+      nodes.push(node);
     }
     const gateway = createNode({
       id: "gateway",
@@ -134,7 +153,22 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       },
     });
     nodes.push(gateway);
+    // Shoppers in the us region reach the cart service through their own gateway.
+    const gatewayUs = createNode({
+      id: "gateway-us",
+      region: "us",
+      transport: network.transport(),
+      heartbeatIntervalMs: 250,
+      resilience: {
+        defaults: {
+          breaker: { strategy: { type: "consecutive", threshold: 5 }, halfOpenAfterMs: 1_000 },
+        },
+      },
+    });
+    nodes.push(gatewayUs);
     await Promise.all(nodes.map((n) => n.start()));
+    await gateway.waitForService("cart", { timeoutMs: 5_000 });
+    await gatewayUs.waitForService("cart", { timeoutMs: 5_000 });
     await gateway.waitForService("inventory", { timeoutMs: 5_000 });
     await gateway.waitForService("catalog", { timeoutMs: 5_000 });
     log(
@@ -150,6 +184,23 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     });
 
     const catalogClient = gateway.client(catalog);
+    const cartEu = gateway.client(cart);
+    const cartUs = gatewayUs.client(cart);
+    const cartUpdates: Record<string, number> = { eu: 0, us: 0 };
+    const cartRandom = seededRandom(7);
+    const cartUpdate = async (client: typeof cartEu, region: string): Promise<unknown> => {
+      // A shopper edits one of 200 carts, each drawing from a handful of products.
+      const n = Math.floor(cartRandom() * 200);
+      const sku =
+        products[(n * 7 + Math.floor(cartRandom() * 8)) % products.length]?.sku ?? "sku-00001";
+      const result = await client.setItem({
+        cartId: `cart-${n}`,
+        sku,
+        qty: Math.floor(cartRandom() * 4),
+      });
+      cartUpdates[region] = (cartUpdates[region] ?? 0) + 1;
+      return result;
+    };
     const inventoryClient = gateway.client(inventory);
     const random = seededRandom(99);
     let reservations = 0;
@@ -160,6 +211,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     const call = async (): Promise<unknown> => {
       const roll = random();
       const product = products[Math.floor(random() * products.length)] as (typeof products)[number];
+      if (roll < 0.1) return cartUpdate(cartEu, "eu");
       if (roll < 0.55) return catalogClient.getProduct({ id: product.id });
       if (roll < 0.7)
         return catalogClient.searchProducts({
@@ -193,6 +245,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       return result;
     };
 
+    // From 40% to 60% of the run the regions are cut apart; both keep taking cart writes.
+    const partitionFrom = Math.round(durationMs * 0.4);
+    const partitionTo = Math.round(durationMs * 0.6);
+    const partitionOn = durationMs >= 1_000;
+    let healedAt: number | undefined;
+    let convergedAfterMs: number | null = null;
+    const cartsEqual = (): boolean => {
+      const keys = new Set(spaces.flatMap((sp) => sp.keys()));
+      for (const key of keys) {
+        const views = spaces.map((sp) => JSON.stringify(cartItems(sp.get(key))));
+        if (new Set(views).size !== 1) return false;
+      }
+      return true;
+    };
+    let watcher: NodeJS.Timeout | undefined;
     const faultFrom = Math.round(durationMs * 0.3);
     const faultTo = Math.round(durationMs * 0.7);
     const faulty = nodes[1] as StrataNode;
@@ -201,6 +268,25 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     let duringFault = { calls: 0, ok: 0 };
     let baseline = { calls: 0, errors: 0 };
     const timers: NodeJS.Timeout[] = [];
+    if (partitionOn) {
+      timers.push(
+        setTimeout(() => {
+          network.partition(["n1", "n2", "gateway"], ["n3", "gateway-us"]);
+          if (!options.json) err.write(`\n  ! regions partitioned: eu (n1, n2) | us (n3)\n`);
+        }, partitionFrom),
+        setTimeout(() => {
+          network.heal();
+          healedAt = performance.now();
+          if (!options.json) err.write(`\n  ! partition healed\n`);
+          watcher = setInterval(() => {
+            if (healedAt !== undefined && convergedAfterMs === null && cartsEqual()) {
+              convergedAfterMs = Math.round(performance.now() - healedAt);
+              clearInterval(watcher);
+            }
+          }, 5);
+        }, partitionTo),
+      );
+    }
     if (faultsOn) {
       timers.push(
         setTimeout(() => {
@@ -230,6 +316,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     let progressErrors = 0;
     const tty = err.isTTY === true && !options.json;
     let lastLine = 0;
+    // Shoppers in the us region: 300 cart edits a second, arriving whatever the replies do.
+    const usLoad = runOpenLoad({
+      rate: 300,
+      durationMs,
+      call: () => cartUpdate(cartUs, "us"),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
     const report: LoadReport = await runLoad({
       concurrency: options.concurrency ?? 32,
       durationMs,
@@ -249,6 +342,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       },
     });
     for (const timer of timers) clearTimeout(timer);
+    const usReport = await usLoad;
+    if (partitionOn && healedAt === undefined) {
+      network.heal();
+      healedAt = performance.now();
+    }
+    // Let replication finish: carts must converge once the regions can talk.
+    const convergeBy = performance.now() + 10_000;
+    while (!cartsEqual() && performance.now() < convergeBy)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    if (watcher !== undefined) clearInterval(watcher);
+    const converged = cartsEqual();
+    if (converged && convergedAfterMs === null && healedAt !== undefined) {
+      convergedAfterMs = Math.round(performance.now() - healedAt);
+    }
     if (faultsOn && duringFault.calls === 0) {
       faulty.faults.clear();
       duringFault = {
@@ -299,6 +406,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         oversold,
         stockConserved: conserved,
       },
+      carts: {
+        updates: cartUpdates,
+        carts: new Set(spaces.flatMap((sp) => sp.keys())).size,
+        partition: partitionOn
+          ? { fromSecond: partitionFrom / 1000, toSecond: partitionTo / 1000 }
+          : null,
+        convergedAfterMs,
+        converged,
+      },
       resilience: {
         fault: faultsOn
           ? {
@@ -319,7 +435,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       verdicts: {
         noOversell: oversold === 0,
         stockConserved: conserved,
-        noInternalErrors: (report.errors["INTERNAL"] ?? 0) === 0,
+        noInternalErrors:
+          (report.errors["INTERNAL"] ?? 0) === 0 && (usReport.errors["INTERNAL"] ?? 0) === 0,
+        cartsConverged: converged,
         successRateAbove99: report.calls > 0 && report.ok / report.calls >= 0.99,
       },
     };
@@ -368,6 +486,18 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
       `             success rate during the fault ${r.resilience.successRateDuringFault === null ? "n/a" : pct(r.resilience.successRateDuringFault)}; retries ${r.resilience.retries}; shed ${r.resilience.shed}; ejections ${r.resilience.ejections}`,
     );
   }
+  const c = r.carts;
+  log(
+    `carts        ${c.carts} carts, ${Object.entries(c.updates)
+      .map(([region, n]) => `${n} updates in ${region}`)
+      .join(", ")}` +
+      (c.partition === null
+        ? ""
+        : `; regions partitioned ${c.partition.fromSecond}s-${c.partition.toSecond}s`),
+  );
+  log(
+    `             converged: ${c.converged ? "yes" : "NO"}${c.convergedAfterMs === null ? "" : `, ${c.convergedAfterMs} ms after the partition healed`}`,
+  );
   const transitions = r.resilience.breakerTransitions;
   log(
     `breakers     ${transitions.length === 0 ? "no transitions" : transitions.map((t) => `${t.atSecond}s ${t.target} ${t.state}`).join(", ")}`,

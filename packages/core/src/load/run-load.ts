@@ -104,7 +104,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   if (options.onProgress !== undefined) progressTimer = clock.setTimer(tick, interval);
 
   const worker = async (): Promise<void> => {
+    let sinceYield = 0;
     while (issued < limit && options.signal?.aborted !== true) {
+      // Calls that complete in microtasks alone would never let timers and I/O run; give the
+      // event loop a turn now and then, as real clients on a network do.
+      if (++sinceYield === 256) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
       const t0 = clock.monotonic();
       if (t0 >= endAt) return;
       issued++;
