@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { renderResilienceMarkdown, runResilienceBench } from "./resilience.js";
+import { renderCrdtMarkdown, runCrdtBench } from "./crdt.js";
 import { renderStateMarkdown, runStateBench } from "./state.js";
 import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
 
@@ -41,9 +42,11 @@ async function main(argv: string[]): Promise<number> {
   const markdown = `${root}docs/BENCHMARKS.md`;
   if (suite === "state") {
     const results = await runStateBench({ quick, log: (line) => console.log(line) });
+    const crdt = await runCrdtBench({ quick, log: (line) => console.log(line) });
     if (!quick) {
       const command = "npm run bench -- state";
-      await publishSection("state", "State", results, renderStateMarkdown(results, command), {
+      const markdown2 = renderStateMarkdown(results, command) + "\n" + renderCrdtMarkdown(crdt);
+      await publishSection("state", "State", { ...results, crdt }, markdown2, {
         json: `${root}bench/results/state.json`,
         markdown,
       });
