@@ -56,6 +56,8 @@ export type {
 export { checkKey, checkPrefix } from "./state/keys.js";
 export { EventQueue } from "./state/event-queue.js";
 export { createStateStore } from "./state/store.js";
+export { acquireLock } from "./state/lock.js";
+export type { Lock, LockOptions } from "./state/lock.js";
 export * from "./state/crdt/index.js";
 export { compareHlc, createHlc, decodeHlc, encodeHlc } from "./ports/hlc.js";
 export type { Hlc, HybridClock } from "./ports/hlc.js";

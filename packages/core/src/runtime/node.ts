@@ -12,6 +12,7 @@ import {
   type Transport,
   type TransportHandlers,
 } from "../ports/index.js";
+import { createHlc, type HybridClock } from "../ports/hlc.js";
 import { FaultInjector } from "../resilience/faults.js";
 import {
   checkResilienceOptions,
@@ -105,6 +106,8 @@ export interface StrataNode extends AsyncDisposable {
   readonly logger: Logger;
   /** Faults this node injects into calls it serves (off until a rule is added). */
   readonly faults: FaultInjector;
+  /** This node's hybrid logical clock (for LWW registers, events and the ledger). */
+  readonly hlc: HybridClock;
   /** Adds a service; allowed before and after start. */
   serve(implementation: AnyServiceImplementation): void;
   start(signal?: AbortSignal): Promise<void>;
@@ -177,6 +180,7 @@ class Node implements StrataNode, TransportHandlers {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly faults: FaultInjector;
+  readonly hlc: HybridClock;
   readonly membership: Membership;
   readonly router: Router;
   readonly counters: NodeStats = emptyStats();
@@ -241,6 +245,7 @@ class Node implements StrataNode, TransportHandlers {
     this.startedAt = this.clock.now();
     this.incarnation = this.startedAt * 1000 + Math.floor(this.clock.random() * 1000);
     this.faults = new FaultInjector(() => this.clock.random());
+    this.hlc = createHlc(this.clock, this.id);
     this.membership = new Membership((event) => this.onMembership(event));
     this.router = new Router(this.membership, this.region, () => this.clock.random());
     this.healthChecks = new Health(this.clock);

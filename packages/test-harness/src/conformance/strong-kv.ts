@@ -1,4 +1,4 @@
-import { isStrataError, type KvEvent, type StrongKV } from "@strata/core";
+import { acquireLock, isStrataError, type KvEvent, type StrongKV } from "@strata/core";
 import {
   checkLinearizable,
   pairOperations,
@@ -196,6 +196,33 @@ export function describeStrongKvConformance(name: string, fixture: StrongKvFixtu
         code: "INVALID_ARGUMENT",
       });
       await expect(kv.list("", { limit: 0 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    });
+
+    it("gives locks to one holder at a time, with fencing tokens that only grow", async () => {
+      await using kv = await fixture.open();
+      const first = await acquireLock(kv, "job", { ttlMs: 2_000 });
+      await expect(acquireLock(kv, "job", { ttlMs: 2_000 })).rejects.toMatchObject({
+        code: "ABORTED",
+      });
+      await first.release();
+      expect(first.signal.aborted).toBe(true);
+      let inside = 0;
+      let overlaps = 0;
+      const tokens: number[] = [];
+      await Promise.all(
+        Array.from({ length: 6 }, async () => {
+          const lock = await acquireLock(kv, "job", { ttlMs: 2_000, waitMs: 20_000 });
+          inside++;
+          if (inside > 1) overlaps++;
+          tokens.push(lock.token);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          inside--;
+          await lock.release();
+        }),
+      );
+      expect(overlaps).toBe(0);
+      expect(tokens[0]).toBeGreaterThan(first.token);
+      expect([...tokens].sort((a, b) => a - b)).toEqual(tokens);
     });
 
     it("declares its lease capability and honours it", async () => {

@@ -140,6 +140,22 @@ describe("causal CRDTs: laws on reachable states", () => {
   });
 });
 
+describe("bounded metadata", () => {
+  it("keeps no tombstones: after a full exchange the causal context is one counter per replica", () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 80 }), (ops) => {
+        const { replicas } = replay(ops);
+        const everything = replicas.reduce((s, r) => join(s, r), awSet.empty());
+        // Every dot is in the version vector (no cloud), and removed elements leave nothing behind.
+        expect(everything.ctx.cloud).toEqual([]);
+        expect(Object.keys(everything.ctx.vv).length).toBeLessThanOrEqual(REPLICAS.length);
+        expect(Object.keys(everything.store.entries).length).toBeLessThanOrEqual(3);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe("delta size", () => {
   it("ships at most 5% of a 10,000-entry OR-Map's state when 1% of entries change", async () => {
     const { pack } = await import("msgpackr");
