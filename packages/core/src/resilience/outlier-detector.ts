@@ -19,6 +19,7 @@ export interface OutlierOptions {
 interface Stats {
   calls: number;
   errors: number;
+  timed: number;
   latencySum: number;
   ejectedUntil: number;
   ejections: number;
@@ -67,17 +68,24 @@ export class OutlierDetector {
     this.onEvent = onEvent;
   }
 
-  /** Records the outcome of one call to `node`; `now` is the clock's monotonic time. */
-  record(node: string, latencyMs: number, failed: boolean, now: number): void {
+  /**
+   * Records the outcome of one call to `node`. Latency (and the clock's monotonic `now`) may be
+   * given for a sample of calls only: error rates count every call, latency means the sampled
+   * ones, and judgement happens on sampled calls.
+   */
+  record(node: string, latencyMs: number | undefined, failed: boolean, now?: number): void {
     let s = this.stats.get(node);
     if (s === undefined) {
-      s = { calls: 0, errors: 0, latencySum: 0, ejectedUntil: 0, ejections: 0 };
+      s = { calls: 0, errors: 0, timed: 0, latencySum: 0, ejectedUntil: 0, ejections: 0 };
       this.stats.set(node, s);
     }
     s.calls++;
-    s.latencySum += latencyMs;
+    if (latencyMs !== undefined) {
+      s.timed++;
+      s.latencySum += latencyMs;
+    }
     if (failed) s.errors++;
-    if (now >= this.nextJudgement) this.judge(now);
+    if (now !== undefined && now >= this.nextJudgement) this.judge(now);
   }
 
   /** True while `node` is ejected. */
@@ -103,7 +111,7 @@ export class OutlierDetector {
       const s = entry[1];
       if (s.calls >= this.minimumCalls) {
         judged.push(entry);
-        means.push(s.latencySum / s.calls);
+        if (s.timed > 0) means.push(s.latencySum / s.timed);
       }
     }
     means.sort((a, b) => a - b);
@@ -113,7 +121,7 @@ export class OutlierDetector {
     const budget = Math.floor(this.stats.size * this.maxEjectedFraction);
     for (const [node, s] of judged) {
       if (s.ejectedUntil > now || ejected >= budget) continue;
-      const mean = s.latencySum / s.calls;
+      const mean = s.timed === 0 ? 0 : s.latencySum / s.timed;
       const reason =
         s.errors / s.calls > this.errorRate
           ? "errors"
@@ -133,6 +141,7 @@ export class OutlierDetector {
       s.calls = 0;
       s.errors = 0;
       s.latencySum = 0;
+      s.timed = 0;
     }
   }
 }

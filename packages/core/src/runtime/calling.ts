@@ -205,6 +205,7 @@ export class Calling {
   /** Nodes with a breaker not closed or an ejection in force; routing filters only when > 0. */
   private unhealthy = new Set<string>();
   private nextId = 1;
+  private latencySamples = 0;
 
   constructor(host: CallingHost, options: CallingOptions) {
     this.host = host;
@@ -685,15 +686,23 @@ export class Calling {
     if (attempt.settled) return;
     // The clock is read only when something will use the latency: outlier statistics of a remote
     // node, or the latency window that hedging reads.
-    const timed =
-      (this.outlier !== undefined && attempt.member !== undefined && !attempt.member.local) ||
-      attempt.call.binding.shared.latency !== undefined;
+    // Outlier statistics time one remote attempt in eight: error rates count them all.
+    const sampled =
+      this.outlier !== undefined &&
+      attempt.member !== undefined &&
+      !attempt.member.local &&
+      (++this.latencySamples & 7) === 0;
+    const timed = sampled || attempt.call.binding.shared.latency !== undefined;
     const now = timed ? this.clock.monotonic() : 0;
     // A node that sheds or rate-limits answered fast and is healthy: neither success nor failure.
     const rejected =
       !reply.ok &&
       (reply.error.details["reason"] === "shed" || reply.error.details["reason"] === "rate-limit");
-    this.endAttempt(attempt, reply.ok ? undefined : rejected ? "CANCELLED" : reply.error.code, now);
+    this.endAttempt(
+      attempt,
+      reply.ok ? undefined : rejected ? "CANCELLED" : reply.error.code,
+      sampled ? now : undefined,
+    );
     const call = attempt.call;
     if (call.settled) return;
     if (reply.ok) {
@@ -726,11 +735,7 @@ export class Calling {
   }
 
   /** Bookkeeping for an attempt that is over: pending map, load, breakers, outlier stats. */
-  private endAttempt(
-    attempt: Attempt,
-    code: ErrorCode | undefined,
-    now = this.clock.monotonic(),
-  ): void {
+  private endAttempt(attempt: Attempt, code: ErrorCode | undefined, now: number | undefined): void {
     attempt.settled = true;
     this.pending.delete(attempt.id);
     const member = attempt.member;
@@ -752,7 +757,12 @@ export class Calling {
       else actionBreaker.success();
     }
     if (member !== undefined && !member.local && this.outlier !== undefined) {
-      this.outlier.record(member.id, now - attempt.startedAt, failed, now);
+      this.outlier.record(
+        member.id,
+        now === undefined ? undefined : now - attempt.startedAt,
+        failed,
+        now,
+      );
     }
   }
 
@@ -850,7 +860,7 @@ export class Calling {
     const attempts = call.others === undefined ? [call.live] : [call.live, ...call.others];
     for (const attempt of attempts) {
       if (attempt === undefined || attempt.settled) continue;
-      this.endAttempt(attempt, "CANCELLED");
+      this.endAttempt(attempt, "CANCELLED", undefined);
       if (attempt.server !== undefined) {
         const server = attempt.server;
         queueMicrotask(() => server.abort(reason));
@@ -865,7 +875,7 @@ export class Calling {
     const attempts = call.others === undefined ? [call.live] : [call.live, ...call.others];
     for (const attempt of attempts) {
       if (attempt === undefined || attempt.settled) continue;
-      this.endAttempt(attempt, "DEADLINE_EXCEEDED");
+      this.endAttempt(attempt, "DEADLINE_EXCEEDED", this.clock.monotonic());
       if (attempt.server !== undefined) {
         const server = attempt.server;
         const reason = new StrataError(
