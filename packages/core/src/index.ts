@@ -53,7 +53,16 @@ export type {
   ReadConsistency,
   StrongKV,
 } from "./ports/strong-kv.js";
-export { checkKey, checkPrefix } from "./state/keys.js";
+export {
+  checkExpectedRevision,
+  checkKey,
+  checkLeaseTtl,
+  checkLimit,
+  checkPrefix,
+  checkValue,
+  leaseNotFound,
+  revisionConflict,
+} from "./state/keys.js";
 export { EventQueue } from "./state/event-queue.js";
 export { createStateStore } from "./state/store.js";
 export { acquireLock } from "./state/lock.js";

@@ -11,9 +11,13 @@ import { Kvm, type KV } from "@nats-io/kv";
 import {
   EventQueue,
   StrataError,
+  checkExpectedRevision,
   checkKey,
-  isStrataError,
+  checkLimit,
   checkPrefix,
+  checkValue,
+  isStrataError,
+  revisionConflict,
   type KvCallOptions,
   type KvCapabilities,
   type KvEntry,
@@ -169,8 +173,7 @@ class NatsKv implements StrongKV {
     this.check(options.signal);
     checkKey(key);
     this.lease(options);
-    if (!(value instanceof Uint8Array))
-      throw new StrataError("INVALID_ARGUMENT", "value must be a Uint8Array");
+    checkValue(value);
     try {
       return await this.publish(key, value, undefined);
     } catch (error) {
@@ -204,11 +207,8 @@ class NatsKv implements StrongKV {
     this.check(options.signal);
     checkKey(key);
     this.lease(options);
-    if (!(value instanceof Uint8Array))
-      throw new StrataError("INVALID_ARGUMENT", "value must be a Uint8Array");
-    if (!Number.isSafeInteger(expectedRevision) || expectedRevision < 0) {
-      throw new StrataError("INVALID_ARGUMENT", "expectedRevision must be a non-negative integer");
-    }
+    checkValue(value);
+    checkExpectedRevision(expectedRevision);
     try {
       return await this.publish(key, value, expectedRevision);
     } catch (error) {
@@ -231,13 +231,7 @@ class NatsKv implements StrongKV {
   }
 
   private conflict(key: string, current: number, expected: number): StrataError {
-    return new StrataError(
-      "FAILED_PRECONDITION",
-      `key ${key} is at revision ${current}, not ${expected}`,
-      {
-        details: { key, currentRevision: current, expectedRevision: expected },
-      },
-    );
+    return revisionConflict(key, current, expected);
   }
 
   async delete(
@@ -274,10 +268,7 @@ class NatsKv implements StrongKV {
   ): Promise<KvPage> {
     this.check(options.signal);
     checkPrefix(prefix);
-    const limit = options.limit ?? 1_000;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
-      throw new StrataError("INVALID_ARGUMENT", "limit must be an integer in 1..10000");
-    }
+    const limit = checkLimit(options.limit);
     const keys: string[] = [];
     try {
       for await (const key of await this.kv.keys()) {

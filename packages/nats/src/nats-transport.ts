@@ -86,6 +86,7 @@ class NatsTransport implements Transport {
   private replyPrefix = "";
   private readonly groups = new Map<string, Subscription>();
   private closed = false;
+  private lost = 0;
 
   constructor(options: NatsTransportOptions) {
     this.servers = splitServers(options.servers);
@@ -107,6 +108,10 @@ class NatsTransport implements Transport {
     }
     this.options = options;
     this.logger = options.logger ?? silentLogger;
+  }
+
+  get interruptions(): number {
+    return this.lost;
   }
 
   get maxPayload(): number {
@@ -170,6 +175,7 @@ class NatsTransport implements Transport {
   private async watchStatus(nc: NatsConnection): Promise<void> {
     try {
       for await (const status of nc.status()) {
+        if (status.type === "disconnect" || status.type === "reconnecting") this.lost++;
         if (
           status.type === "disconnect" ||
           status.type === "reconnect" ||

@@ -2,9 +2,15 @@ import pg from "pg";
 import {
   EventQueue,
   StrataError,
+  checkExpectedRevision,
   checkKey,
+  checkLeaseTtl,
+  checkLimit,
   checkPrefix,
+  checkValue,
   isStrataError,
+  leaseNotFound,
+  revisionConflict,
   systemClock,
   type Clock,
   type KvCallOptions,
@@ -97,12 +103,6 @@ $fn$`;
 
 function escapeLike(prefix: string): string {
   return prefix.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
-function asBytes(value: unknown): Uint8Array {
-  if (!(value instanceof Uint8Array))
-    throw new StrataError("INVALID_ARGUMENT", "value must be a Uint8Array");
-  return value;
 }
 
 interface Row {
@@ -324,17 +324,9 @@ class PostgresKvStore implements StrongKV {
           details: { key, currentRevision: current },
         });
       case "conflict":
-        throw new StrataError(
-          "FAILED_PRECONDITION",
-          `key ${key} is at revision ${current}, not ${String(expected)}`,
-          {
-            details: { key, currentRevision: current, expectedRevision: expected ?? null },
-          },
-        );
+        throw revisionConflict(key, current, expected);
       case "no-lease":
-        throw new StrataError("NOT_FOUND", `lease ${String(lease)} does not exist or expired`, {
-          details: { lease: lease ?? null },
-        });
+        throw leaseNotFound(lease);
       default:
         throw new StrataError("INTERNAL", `write of ${key} answered ${outcome}`);
     }
@@ -347,7 +339,7 @@ class PostgresKvStore implements StrongKV {
   ): Promise<number> {
     this.check(options.signal);
     checkKey(key);
-    asBytes(value);
+    checkValue(value);
     const r = await this.writeOne("put", key, value, options.lease, undefined);
     if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, undefined, options.lease);
     return r.revision;
@@ -360,7 +352,7 @@ class PostgresKvStore implements StrongKV {
   ): Promise<number> {
     this.check(options.signal);
     checkKey(key);
-    asBytes(value);
+    checkValue(value);
     const r = await this.writeOne("create", key, value, options.lease, undefined);
     if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, undefined, options.lease);
     return r.revision;
@@ -374,10 +366,8 @@ class PostgresKvStore implements StrongKV {
   ): Promise<number> {
     this.check(options.signal);
     checkKey(key);
-    asBytes(value);
-    if (!Number.isSafeInteger(expectedRevision) || expectedRevision < 0) {
-      throw new StrataError("INVALID_ARGUMENT", "expectedRevision must be a non-negative integer");
-    }
+    checkValue(value);
+    checkExpectedRevision(expectedRevision);
     const r = await this.writeOne("put", key, value, options.lease, expectedRevision);
     if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, expectedRevision, options.lease);
     return r.revision;
@@ -402,10 +392,7 @@ class PostgresKvStore implements StrongKV {
   ): Promise<KvPage> {
     this.check(options.signal);
     checkPrefix(prefix);
-    const limit = options.limit ?? 1_000;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
-      throw new StrataError("INVALID_ARGUMENT", "limit must be an integer in 1..10000");
-    }
+    const limit = checkLimit(options.limit);
     try {
       const r = await this.pool.query<Row>(
         `SELECT key, value, revision, create_revision, lease FROM ${this.t.data}
@@ -518,9 +505,7 @@ class PostgresKvStore implements StrongKV {
 
   async grantLease(ttlMs: number, options: KvCallOptions = {}): Promise<string> {
     this.check(options.signal);
-    if (!Number.isFinite(ttlMs) || ttlMs < 10 || ttlMs > 86_400_000) {
-      throw new StrataError("INVALID_ARGUMENT", "lease ttlMs must be between 10 and 86400000");
-    }
+    checkLeaseTtl(ttlMs);
     const id = `lease-${Math.floor(this.clock.random() * 2 ** 48).toString(36)}${Math.floor(this.clock.now()).toString(36)}`;
     try {
       await this.pool.query(
@@ -544,19 +529,13 @@ class PostgresKvStore implements StrongKV {
     } catch (error) {
       throw pgError(error, "keep lease alive");
     }
-    if (r.rowCount === 0)
-      throw new StrataError("NOT_FOUND", `lease ${lease} does not exist or expired`, {
-        details: { lease },
-      });
+    if (r.rowCount === 0) throw leaseNotFound(lease);
   }
 
   async revokeLease(lease: string, options: KvCallOptions = {}): Promise<void> {
     this.check(options.signal);
     const ended = await this.endLeases(`id = $1 AND expires_at > now()`, [lease]);
-    if (ended === 0)
-      throw new StrataError("NOT_FOUND", `lease ${lease} does not exist or expired`, {
-        details: { lease },
-      });
+    if (ended === 0) throw leaseNotFound(lease);
   }
 
   /** Deletes matching leases and their keys (each delete logged); returns how many leases ended. */

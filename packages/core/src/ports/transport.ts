@@ -102,6 +102,11 @@ export interface Transport {
   readonly name: string;
   /** Largest encoded message the transport accepts, in bytes. */
   readonly maxPayload: number;
+  /**
+   * How many times this transport lost its own connection so far (0 for transports that cannot).
+   * A call that fails while this changes says nothing about the node it was sent to.
+   */
+  readonly interruptions?: number;
   /** Connects and starts delivering traffic for `nodeId` to `handlers`. */
   start(nodeId: string, handlers: TransportHandlers, signal?: AbortSignal): Promise<void>;
   /**

@@ -123,6 +123,8 @@ interface Attempt {
   readonly call: LogicalCall;
   readonly member: Member | undefined;
   readonly startedAt: number;
+  /** The transport's interruption count when the attempt was sent. */
+  readonly interruptions: number;
   /** Breakers whose half-open probe this attempt holds or that judge it. */
   readonly nodeBreaker: CircuitBreaker | undefined;
   server: ServerCall | undefined;
@@ -606,6 +608,7 @@ export class Calling {
       call,
       member,
       startedAt: now,
+      interruptions: this.host.transport.interruptions ?? 0,
       nodeBreaker,
       server: undefined,
       settled: false,
@@ -740,7 +743,10 @@ export class Calling {
     this.pending.delete(attempt.id);
     const member = attempt.member;
     if (member !== undefined) member.outstanding--;
-    if (code === "CANCELLED") {
+    // A failure while this node's own connection was down says nothing about the target node.
+    const interrupted =
+      code !== undefined && (this.host.transport.interruptions ?? 0) !== attempt.interruptions;
+    if (code === "CANCELLED" || interrupted) {
       attempt.nodeBreaker?.release();
       return;
     }

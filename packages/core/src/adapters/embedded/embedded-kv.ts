@@ -13,7 +13,16 @@ import type {
   StrongKV,
 } from "../../ports/strong-kv.js";
 import { EventQueue } from "../../state/event-queue.js";
-import { checkKey, checkPrefix } from "../../state/keys.js";
+import {
+  checkExpectedRevision,
+  checkKey,
+  checkLeaseTtl,
+  checkLimit,
+  checkPrefix,
+  checkValue,
+  leaseNotFound,
+  revisionConflict,
+} from "../../state/keys.js";
 import {
   AppendLog,
   recoverLog,
@@ -60,15 +69,7 @@ interface Snapshot {
 }
 
 function notFoundLease(lease: string): StrataError {
-  return new StrataError("NOT_FOUND", `lease ${lease} does not exist or expired`, {
-    details: { lease },
-  });
-}
-
-function checkValue(value: unknown): Uint8Array {
-  if (!(value instanceof Uint8Array))
-    throw new StrataError("INVALID_ARGUMENT", "value must be a Uint8Array");
-  return value;
+  return leaseNotFound(lease);
 }
 
 /**
@@ -345,19 +346,11 @@ class EmbeddedKvStore implements StrongKV {
   ): Promise<number> {
     this.checkOpen(options.signal);
     checkKey(key);
-    if (!Number.isSafeInteger(expectedRevision) || expectedRevision < 0) {
-      throw new StrataError("INVALID_ARGUMENT", "expectedRevision must be a non-negative integer");
-    }
+    checkExpectedRevision(expectedRevision);
     await this.gate;
     const current = this.entries.get(key)?.revision ?? 0;
     if (current !== expectedRevision) {
-      throw new StrataError(
-        "FAILED_PRECONDITION",
-        `key ${key} is at revision ${current}, not ${expectedRevision}`,
-        {
-          details: { key, currentRevision: current, expectedRevision },
-        },
-      );
+      throw revisionConflict(key, current, expectedRevision);
     }
     return this.write(key, checkValue(value), options.lease);
   }
@@ -373,17 +366,7 @@ class EmbeddedKvStore implements StrongKV {
       options.expectedRevision !== undefined &&
       (current?.revision ?? 0) !== options.expectedRevision
     ) {
-      throw new StrataError(
-        "FAILED_PRECONDITION",
-        `key ${key} is at revision ${current?.revision ?? 0}, not ${options.expectedRevision}`,
-        {
-          details: {
-            key,
-            currentRevision: current?.revision ?? 0,
-            expectedRevision: options.expectedRevision,
-          },
-        },
-      );
+      throw revisionConflict(key, current?.revision ?? 0, options.expectedRevision);
     }
     if (current === undefined) {
       // Nothing to delete; still wait for a pending write to this key so the answer is durable.
@@ -416,10 +399,7 @@ class EmbeddedKvStore implements StrongKV {
   ): Promise<KvPage> {
     this.checkOpen(options.signal);
     checkPrefix(prefix);
-    const limit = options.limit ?? 1_000;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
-      throw new StrataError("INVALID_ARGUMENT", "limit must be an integer in 1..10000");
-    }
+    const limit = checkLimit(options.limit);
     await this.log.drain();
     const keys: string[] = [];
     for (const key of this.entries.keys()) {
@@ -515,9 +495,7 @@ class EmbeddedKvStore implements StrongKV {
 
   async grantLease(ttlMs: number, options: KvCallOptions = {}): Promise<string> {
     this.checkOpen(options.signal);
-    if (!Number.isFinite(ttlMs) || ttlMs < 10 || ttlMs > 86_400_000) {
-      throw new StrataError("INVALID_ARGUMENT", "lease ttlMs must be between 10 and 86400000");
-    }
+    checkLeaseTtl(ttlMs);
     await this.gate;
     const seq = ++this.leaseSeq;
     const id = `lease-${seq}`;
