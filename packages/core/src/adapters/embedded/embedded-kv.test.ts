@@ -5,7 +5,6 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { manualClock } from "../../ports/index.js";
-import type { KvEvent } from "../../ports/strong-kv.js";
 import { openEmbeddedKv } from "./embedded-kv.js";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -22,6 +21,9 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
+// The behaviour every adapter shares (listing, watches, hostile keys, linearizability, locks) is
+// in the conformance suite (embedded-kv-conformance.test.ts); these tests cover what is the
+// embedded store's own: create revisions, manual-clock leases, restarts, torn tails, SIGKILL.
 describe("embedded StrongKV", () => {
   it("puts, gets, creates, compares-and-sets and deletes with increasing revisions", async () => {
     await using kv = await openEmbeddedKv({ dir: await freshDir() });
@@ -54,45 +56,6 @@ describe("embedded StrongKV", () => {
     });
     await expect(kv.list("", { limit: 0 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     await expect(kv.grantLease(1)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
-  });
-
-  it("lists by prefix in key order, page by page", async () => {
-    await using kv = await openEmbeddedKv({ dir: await freshDir() });
-    for (const k of ["cart/3", "cart/1", "cart/2", "carts", "stock/1"]) await kv.put(k, enc(k));
-    const first = await kv.list("cart/", { limit: 2 });
-    expect(first.entries.map((e) => e.key)).toEqual(["cart/1", "cart/2"]);
-    expect(first.next).toBe("cart/2");
-    const second = await kv.list("cart/", { limit: 2, after: first.next ?? "" });
-    expect(second.entries.map((e) => e.key)).toEqual(["cart/3"]);
-    expect(second.next).toBeUndefined();
-  });
-
-  it("watches a prefix in revision order and resumes from a revision", async () => {
-    await using kv = await openEmbeddedKv({ dir: await freshDir() });
-    const start = await kv.put("w/a", enc("0"));
-    const controller = new AbortController();
-    const seen: KvEvent[] = [];
-    const reading = (async () => {
-      for await (const event of kv.watch("w/", {
-        signal: controller.signal,
-        fromRevision: start,
-      })) {
-        seen.push(event);
-        if (seen.length === 3) controller.abort();
-      }
-    })();
-    await kv.put("w/b", enc("1"));
-    await kv.put("other", enc("x"));
-    await kv.delete("w/a");
-    await kv.put("w/a", enc("2"));
-    await reading;
-    expect(seen.map((e) => (e.type === "put" ? `put ${e.entry.key}` : `delete ${e.key}`))).toEqual([
-      "put w/b",
-      "delete w/a",
-      "put w/a",
-    ]);
-    const revisions = seen.map((e) => (e.type === "put" ? e.entry.revision : e.revision));
-    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions);
   });
 
   it("expires a lease and deletes its keys; keep-alive extends it; revoke ends it", async () => {
