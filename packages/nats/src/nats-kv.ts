@@ -35,6 +35,11 @@ export interface NatsKvOptions {
   readonly bucket: string;
   /** Replicas of the bucket's stream (1, or 3 for Raft-replicated state); default 1. */
   readonly replicas?: number;
+  /**
+   * Revisions kept per key (1-64; default 64). A watch resumed from an old revision replays every
+   * change still kept: with history 1, a key's superseded revisions are gone (only its latest).
+   */
+  readonly history?: number;
   /** Per-call timeout for JetStream API requests (ms); default 5 000. */
   readonly timeoutMs?: number;
 }
@@ -395,12 +400,16 @@ export async function openNatsKv(options: NatsKvOptions): Promise<StrongKV> {
     throw new StrataError("INVALID_ARGUMENT", "replicas must be an integer from 1 to 5");
   }
   const timeout = options.timeoutMs ?? 5_000;
+  const history = options.history ?? 64;
+  if (!Number.isInteger(history) || history < 1 || history > 64) {
+    throw new StrataError("INVALID_ARGUMENT", "history must be an integer from 1 to 64");
+  }
   try {
     const js = jetstream(options.connection, { timeout });
     const jsm = await jetstreamManager(options.connection, { timeout });
     const kv = await new Kvm(js).create(options.bucket, {
       replicas,
-      history: 1,
+      history,
       allow_direct: true,
       timeout,
     });
@@ -409,11 +418,11 @@ export async function openNatsKv(options: NatsKvOptions): Promise<StrongKV> {
     if (
       config.num_replicas !== replicas ||
       config.allow_direct !== true ||
-      config.max_msgs_per_subject !== 1
+      config.max_msgs_per_subject !== history
     ) {
       throw new StrataError(
         "FAILED_PRECONDITION",
-        `bucket ${options.bucket} exists with other settings (replicas ${config.num_replicas}, allow_direct ${String(config.allow_direct)}, history ${config.max_msgs_per_subject}); want replicas ${replicas}, allow_direct true, history 1`,
+        `bucket ${options.bucket} exists with other settings (replicas ${config.num_replicas}, allow_direct ${String(config.allow_direct)}, history ${config.max_msgs_per_subject}); want replicas ${replicas}, allow_direct true, history ${history}`,
       );
     }
     return new NatsKv({ js, jsm, kv, bucket: options.bucket });
