@@ -2,7 +2,7 @@ import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { findNatsServer, startNatsCluster } from "./index.js";
+import { findNatsServer, startNatsCluster, waitFor } from "./index.js";
 
 async function json(url: string): Promise<Record<string, unknown>> {
   const response = await fetch(url);
@@ -14,6 +14,14 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** The process state letter from /proc (R, S, T for stopped, …). */
+async function processState(pid: number | undefined): Promise<string | undefined> {
+  if (pid === undefined) return undefined;
+  const { readFile } = await import("node:fs/promises");
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  return /\) (\w) /.exec(stat)?.[1];
 }
 
 function alive(pid: number | undefined): boolean {
@@ -90,10 +98,22 @@ describe("startNatsCluster", () => {
     expect(names.size).toBe(2);
 
     a.pause();
+    // The kernel reports the process stopped ("T") once SIGSTOP has landed; then it answers nothing.
+    await waitFor(async () => (await processState(a.pid)) === "T", {
+      timeoutMs: 5_000,
+      message: "server never stopped",
+    });
     await expect(
-      fetch(`http://127.0.0.1:${a.monitorPort}/healthz`, { signal: AbortSignal.timeout(300) }),
+      fetch(`http://127.0.0.1:${a.monitorPort}/healthz`, {
+        signal: AbortSignal.timeout(300),
+        keepalive: false,
+      }),
     ).rejects.toThrow();
     a.resume();
+    await waitFor(async () => (await processState(a.pid)) !== "T", {
+      timeoutMs: 5_000,
+      message: "server never resumed",
+    });
     const health = await fetch(`http://127.0.0.1:${a.monitorPort}/healthz`);
     expect(health.ok).toBe(true);
   });
