@@ -3,6 +3,7 @@ import { StrataError } from "@strata/core";
 import {
   describeStrongKvConformance,
   startNatsCluster,
+  waitFor,
   type NatsCluster,
 } from "@strata/test-harness";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -61,11 +62,19 @@ describe("NATS StrongKV", () => {
       }
     };
     const writers = Array.from({ length: 8 }, (_, w) => writer(w));
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await waitFor(() => acknowledged.size >= 200, {
+      timeoutMs: 20_000,
+      message: "writers made no progress",
+    });
     const victim = cluster.servers[1];
     if (victim === undefined) throw new Error("no server");
     await victim.kill();
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // Keep writing through the loss until plenty more writes were acknowledged by the survivors.
+    const before = acknowledged.size;
+    await waitFor(() => acknowledged.size >= before + 500, {
+      timeoutMs: 30_000,
+      message: "no progress after the kill",
+    });
     stop = true;
     await Promise.all(writers);
     await victim.restart();
