@@ -79,12 +79,32 @@ describe("NATS StrongKV", () => {
     await Promise.all(writers);
     await victim.restart();
     expect(acknowledged.size).toBeGreaterThan(100);
+    // Right after the restart the cluster may still be settling its stream leader: a read that
+    // times out is retried (this test is about durability, not availability).
+    const read = async (key: string): Promise<number | undefined> => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return (await kv.get(key))?.revision;
+        } catch (error) {
+          if (attempt >= 20 || !(error instanceof StrataError && error.code === "UNAVAILABLE"))
+            throw error;
+        }
+      }
+    };
     let lost = 0;
-    for (const [key, revision] of acknowledged) {
-      const entry = await kv.get(key);
-      if (entry?.revision !== revision) lost++;
-    }
+    for (const [key, revision] of acknowledged) if ((await read(key)) !== revision) lost++;
     expect(lost).toBe(0);
+    await waitFor(
+      async () =>
+        await kv.put("f/probe", new TextEncoder().encode("ok")).then(
+          () => true,
+          () => false,
+        ),
+      {
+        timeoutMs: 30_000,
+        message: "writes did not come back after the restart",
+      },
+    );
     const base = await kv.put("f/cas", new TextEncoder().encode("0"));
     const results = await Promise.allSettled(
       Array.from({ length: 20 }, (_, i) =>
