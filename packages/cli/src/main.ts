@@ -53,6 +53,10 @@ export async function main(argv: readonly string[], io?: Io): Promise<number> {
     process.on("SIGTERM", onSignal);
   }
   const env = io ?? processIo(stop?.signal);
+  // The core's timers are unref'd and the embedded transport holds no socket, so without this
+  // `strata dev` (embedded) would exit as soon as it started, and a command whose calls were all
+  // waiting out a deadline or a backoff would end with Node's exit code 13 instead of an answer.
+  const alive = setInterval(() => undefined, 2 ** 31 - 1);
   try {
     const [name, ...rest] = argv;
     if (name === undefined || name === "-h" || name === "--help" || name === "help") {
@@ -81,6 +85,7 @@ export async function main(argv: readonly string[], io?: Io): Promise<number> {
       return EXIT.failed;
     }
   } finally {
+    clearInterval(alive);
     if (onSignal !== undefined) {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);

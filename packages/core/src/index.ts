@@ -78,3 +78,6 @@ export { runLoad } from "./load/run-load.js";
 export { runOpenLoad } from "./load/run-open-load.js";
 export type { OpenLoadOptions, OpenLoadReport } from "./load/run-open-load.js";
 export type { LatencySummary, LoadOptions, LoadProgress, LoadReport } from "./load/run-load.js";
+// Hybrid logical clock: byte encoding (sorts like the timestamps) and options.
+export { hlcFromBytes, hlcToBytes } from "./ports/hlc.js";
+export type { HlcOptions } from "./ports/hlc.js";

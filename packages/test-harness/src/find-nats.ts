@@ -80,10 +80,19 @@ export async function findNatsServer(): Promise<{ path: string; version: string 
       if (dir !== "") candidates.push(join(dir, "nats-server"));
     }
   }
+  if (env !== undefined && env !== "" && !(await executable(env))) {
+    throw new Error(`STRATA_NATS_SERVER=${env} is not an executable file`);
+  }
   for (const path of candidates) {
     if (!(await executable(path))) continue;
-    const { stdout, stderr } = await run(path, ["--version"]);
-    const version = parseNatsVersion(`${stdout}${stderr}`);
+    let output: string;
+    try {
+      const { stdout, stderr } = await run(path, ["--version"], { timeout: 10_000 });
+      output = `${stdout}${stderr}`;
+    } catch (error) {
+      throw new Error(`${path} --version failed; run \`npm run setup:engines\``, { cause: error });
+    }
+    const version = parseNatsVersion(output);
     if (version === undefined) continue;
     if (!atLeast(version, MIN_NATS_SERVER)) {
       throw new Error(

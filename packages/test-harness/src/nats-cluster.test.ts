@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -19,9 +19,28 @@ async function exists(path: string): Promise<boolean> {
 /** The process state letter from /proc (R, S, T for stopped, …). */
 async function processState(pid: number | undefined): Promise<string | undefined> {
   if (pid === undefined) return undefined;
-  const { readFile } = await import("node:fs/promises");
   const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
   return /\) (\w) /.exec(stat)?.[1];
+}
+
+/** Pids of nats-server processes whose parent is this test process (from /proc). */
+async function ourNatsServers(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    // "pid (comm) state ppid …"; a zombie would still count, which is what we want to catch.
+    const match = /^\d+ \((.*)\) \w (\d+) /.exec(stat);
+    if (match?.[1] === "nats-server" && Number(match[2]) === process.pid) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/** The distinct server names a server has routes to (2.10 pools several routes per peer). */
+async function remoteNames(monitorPort: number): Promise<string[]> {
+  const routez = await json(`http://127.0.0.1:${monitorPort}/routez`);
+  const routes = (routez["routes"] as Array<{ remote_name: string }> | undefined) ?? [];
+  return [...new Set(routes.map((r) => r.remote_name))].sort();
 }
 
 function alive(pid: number | undefined): boolean {
@@ -75,46 +94,83 @@ describe("startNatsCluster", () => {
     }
     expect(await exists(dir)).toBe(false);
     expect(alive(pid)).toBe(false);
+    expect(await ourNatsServers()).toEqual([]);
+  });
+
+  it("starts without JetStream when asked", async () => {
+    await using cluster = await startNatsCluster({ nodes: 1, jetstream: false });
+    const server = cluster.servers[0];
+    if (server === undefined) throw new Error("no server");
+    expect((await fetch(`http://127.0.0.1:${server.monitorPort}/healthz`)).ok).toBe(true);
+    const jsz = await json(`http://127.0.0.1:${server.monitorPort}/jsz`);
+    expect(jsz["disabled"]).toBe(true);
+  });
+
+  it("an aborted start rejects and leaves no process behind", async () => {
+    const aborted = AbortSignal.abort(new Error("not wanted"));
+    await expect(startNatsCluster({ nodes: 3, signal: aborted })).rejects.toThrow("not wanted");
+    // Abort part-way: whichever step it lands in, servers spawned so far are killed.
+    await expect(startNatsCluster({ nodes: 3, signal: AbortSignal.timeout(30) })).rejects.toThrow();
+    expect(await ourNatsServers()).toEqual([]);
   });
 
   it("starts a 3-node cluster; kill -9, restart, pause and resume one server", async () => {
-    await using cluster = await startNatsCluster({ nodes: 3 });
-    expect(cluster.urls).toHaveLength(3);
-    const [a, b] = cluster.servers;
-    if (a === undefined || b === undefined) throw new Error("servers missing");
-    const jsz = await json(`http://127.0.0.1:${b.monitorPort}/jsz`);
-    expect((jsz["meta_cluster"] as { cluster_size: number }).cluster_size).toBe(3);
+    const dirs: string[] = [];
+    {
+      await using cluster = await startNatsCluster({ nodes: 3 });
+      dirs.push(...cluster.servers.map((s) => s.dir));
+      expect(cluster.urls).toHaveLength(3);
+      expect(cluster.url).toBe(cluster.urls.join(","));
+      const [a, b, c] = cluster.servers;
+      if (a === undefined || b === undefined || c === undefined) throw new Error("servers missing");
+      for (const server of cluster.servers) {
+        const jsz = await json(`http://127.0.0.1:${server.monitorPort}/jsz`);
+        const meta = jsz["meta_cluster"] as { cluster_size: number; leader: string };
+        expect(meta.cluster_size).toBe(3);
+        expect(meta.leader).toMatch(/^n[123]$/);
+      }
 
-    const pid = a.pid;
-    await a.kill();
-    expect(a.running).toBe(false);
-    expect(alive(pid)).toBe(false);
-    await a.restart();
-    expect(a.running).toBe(true);
-    const routez = await json(`http://127.0.0.1:${a.monitorPort}/routez`);
-    const names = new Set(
-      (routez["routes"] as Array<{ remote_name: string }>).map((r) => r.remote_name),
-    );
-    expect(names.size).toBe(2);
+      const pid = a.pid;
+      await a.kill();
+      expect(a.running).toBe(false);
+      expect(alive(pid)).toBe(false);
+      await a.restart();
+      expect(a.running).toBe(true);
+      expect(a.pid).not.toBe(pid);
+      expect(await remoteNames(a.monitorPort)).toEqual(["n2", "n3"]);
+      // The peers see it again too (routes are per connection, so give them their moment).
+      for (const peer of [b, c]) {
+        await waitFor(async () => (await remoteNames(peer.monitorPort)).includes("n1"), {
+          timeoutMs: 5_000,
+          message: `${peer.name} has no route back to n1`,
+        });
+      }
+      expect(await a.logs()).toMatch(/Server is ready/);
 
-    a.pause();
-    // The kernel reports the process stopped ("T") once SIGSTOP has landed; then it answers nothing.
-    await waitFor(async () => (await processState(a.pid)) === "T", {
-      timeoutMs: 5_000,
-      message: "server never stopped",
-    });
-    await expect(
-      fetch(`http://127.0.0.1:${a.monitorPort}/healthz`, {
-        signal: AbortSignal.timeout(300),
-        keepalive: false,
-      }),
-    ).rejects.toThrow();
-    a.resume();
-    await waitFor(async () => (await processState(a.pid)) !== "T", {
-      timeoutMs: 5_000,
-      message: "server never resumed",
-    });
-    const health = await fetch(`http://127.0.0.1:${a.monitorPort}/healthz`);
-    expect(health.ok).toBe(true);
+      a.pause();
+      // The kernel reports the process stopped ("T") once SIGSTOP has landed; then it answers nothing.
+      await waitFor(async () => (await processState(a.pid)) === "T", {
+        timeoutMs: 5_000,
+        message: "server never stopped",
+      });
+      await expect(
+        fetch(`http://127.0.0.1:${a.monitorPort}/healthz`, {
+          signal: AbortSignal.timeout(300),
+          keepalive: false,
+        }),
+      ).rejects.toThrow();
+      a.resume();
+      await waitFor(async () => (await processState(a.pid)) !== "T", {
+        timeoutMs: 5_000,
+        message: "server never resumed",
+      });
+      const health = await fetch(`http://127.0.0.1:${a.monitorPort}/healthz`);
+      expect(health.ok).toBe(true);
+
+      // Leave one server paused: disposing must still kill it.
+      b.pause();
+    }
+    for (const dir of dirs) expect(await exists(dir)).toBe(false);
+    expect(await ourNatsServers()).toEqual([]);
   });
 });

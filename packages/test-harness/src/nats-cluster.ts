@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findNatsServer } from "./find-nats.js";
 import { freePort } from "./free-port.js";
+import { reapOnExit, releaseDir, removeOnExit } from "./reaper.js";
 import { waitFor } from "./wait-for.js";
 
 /** Options for {@link startNatsCluster}. */
@@ -15,8 +15,10 @@ export interface NatsClusterOptions {
   readonly jetstream?: boolean;
   /** Set `sync_interval: always` (fsync before every acknowledgement). */
   readonly syncAlways?: boolean;
-  /** Longest wait for the cluster to be ready, in ms; default 20 000. */
+  /** Longest wait for the cluster (and for a restarted server) to be ready, in ms; default 20 000. */
   readonly startTimeoutMs?: number;
+  /** Aborts the start: servers started so far are killed and their folders removed. */
+  readonly signal?: AbortSignal;
 }
 
 /** One running (or stopped) nats-server of a test cluster. */
@@ -27,6 +29,7 @@ export interface NatsServerHandle {
   readonly url: string;
   readonly dir: string;
   readonly version: string;
+  /** The process id of the current, or last, process; undefined before the first start. */
   readonly pid: number | undefined;
   readonly running: boolean;
   /** SIGKILL, then wait for the process to exit. */
@@ -48,24 +51,6 @@ export interface NatsCluster extends AsyncDisposable {
   /** All URLs, comma-joined. */
   readonly url: string;
   stop(): Promise<void>;
-}
-
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of live) {
-      try {
-        child.kill("SIGCONT");
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-  });
 }
 
 async function httpOk(url: string): Promise<boolean> {
@@ -98,10 +83,11 @@ class Server implements NatsServerHandle {
   readonly version: string;
   private readonly binary: string;
   private readonly config: string;
+  private readonly startTimeoutMs: number;
   private child: ChildProcess | undefined;
-  private exited: Promise<unknown> | undefined;
-  peers = 0;
-  jetstream = true;
+  private exited: Promise<void> | undefined;
+  private readonly peers: number;
+  private readonly jetstream: boolean;
 
   constructor(init: {
     name: string;
@@ -111,6 +97,9 @@ class Server implements NatsServerHandle {
     dir: string;
     binary: string;
     version: string;
+    peers: number;
+    jetstream: boolean;
+    startTimeoutMs: number;
   }) {
     this.name = init.name;
     this.port = init.port;
@@ -119,6 +108,9 @@ class Server implements NatsServerHandle {
     this.dir = init.dir;
     this.binary = init.binary;
     this.version = init.version;
+    this.peers = init.peers;
+    this.jetstream = init.jetstream;
+    this.startTimeoutMs = init.startTimeoutMs;
     this.url = `nats://127.0.0.1:${init.port}`;
     this.config = join(init.dir, "nats.conf");
   }
@@ -129,19 +121,21 @@ class Server implements NatsServerHandle {
 
   get running(): boolean {
     return (
-      this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+      this.child?.pid !== undefined &&
+      this.child.exitCode === null &&
+      this.child.signalCode === null
     );
   }
 
-  async writeConfig(routePorts: readonly number[], options: NatsClusterOptions): Promise<void> {
+  async writeConfig(routePorts: readonly number[], syncAlways: boolean): Promise<void> {
     const lines = [
       `server_name: ${this.name}`,
       `listen: 127.0.0.1:${this.port}`,
       `http: 127.0.0.1:${this.monitorPort}`,
     ];
-    if (options.jetstream !== false) {
+    if (this.jetstream) {
       lines.push("jetstream {", `  store_dir: ${JSON.stringify(join(this.dir, "jetstream"))}`);
-      if (options.syncAlways === true) lines.push("  sync_interval: always");
+      if (syncAlways) lines.push("  sync_interval: always");
       lines.push("}");
     }
     if (routePorts.length > 1) {
@@ -161,36 +155,47 @@ class Server implements NatsServerHandle {
     const child = spawn(this.binary, ["-c", this.config], { stdio: ["ignore", log.fd, log.fd] });
     await log.close();
     this.child = child;
-    live.add(child);
-    this.exited = once(child, "exit").finally(() => live.delete(child));
-    child.on("error", () => undefined);
+    reapOnExit(child);
+    // A process that could not be spawned emits "error" and may never emit "exit".
+    this.exited = new Promise<void>((resolve) => {
+      child.once("exit", () => resolve());
+      child.on("error", () => resolve());
+    });
   }
 
-  async ready(timeoutMs: number): Promise<void> {
+  async ready(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const base = `http://127.0.0.1:${this.monitorPort}`;
     await waitFor(
       async () => {
-        if (!this.running)
+        if (!this.running) {
           throw new Error(`${this.name} exited; see ${join(this.dir, "server.log")}`);
+        }
         const health = this.jetstream ? `${base}/healthz?js-enabled-only=true` : `${base}/healthz`;
         if (!(await httpOk(health))) return false;
         if (this.peers === 0) return true;
         const routez = await httpJson(`${base}/routez`);
         const routes = (routez?.["routes"] as Array<Record<string, unknown>> | undefined) ?? [];
         const remotes = new Set(routes.map((r) => String(r["remote_name"] ?? r["remote_id"])));
+        // 2.10 pools routes (several connections per peer), so count peers, not connections.
         if (remotes.size < this.peers) return false;
         if (!this.jetstream) return true;
         const jsz = await httpJson(`${base}/jsz`);
         const meta = jsz?.["meta_cluster"] as Record<string, unknown> | undefined;
         return typeof meta?.["leader"] === "string" && meta["leader"] !== "";
       },
-      { timeoutMs, intervalMs: 50, message: `nats-server ${this.name} not ready` },
+      {
+        timeoutMs,
+        intervalMs: 50,
+        message: `nats-server ${this.name} not ready`,
+        ...(signal === undefined ? {} : { signal }),
+      },
     );
   }
 
   async kill(): Promise<void> {
     const child = this.child;
     if (child === undefined || !this.running) return;
+    // A stopped process still dies of SIGKILL; SIGCONT first keeps that true everywhere.
     child.kill("SIGCONT");
     child.kill("SIGKILL");
     await this.exited;
@@ -207,7 +212,7 @@ class Server implements NatsServerHandle {
   async restart(): Promise<void> {
     await this.kill();
     await this.spawn();
-    await this.ready(20_000);
+    await this.ready(this.startTimeoutMs);
   }
 
   logs(): Promise<string> {
@@ -215,27 +220,28 @@ class Server implements NatsServerHandle {
   }
 }
 
+/** Set when a server could not bind a port another process took after we found it free. */
+class PortRaceError extends Error {}
+
 /**
  * Starts a 1- or 3-server NATS (JetStream) cluster on free loopback ports, each server in its own
  * temporary folder. It never touches servers already running on the machine.
  *
  * @example
- * await using cluster = await startNatsCluster({ nodes: 3 });
- * await cluster.servers[0].kill();
+ * await using cluster = await startNatsCluster({ nodes: 3, syncAlways: true });
+ * await cluster.servers[0]?.kill();
  */
 export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
-  installExitHook();
+  options.signal?.throwIfAborted();
   const found = await findNatsServer();
   // A port found free can be taken by another process before the server binds it; try afresh.
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 1; ; attempt++) {
     try {
       return await startOnce(options, found.path, found.version);
     } catch (error) {
-      lastError = error;
+      if (!(error instanceof PortRaceError) || attempt >= 3) throw error;
     }
   }
-  throw lastError;
 }
 
 async function startOnce(
@@ -244,42 +250,52 @@ async function startOnce(
   version: string,
 ): Promise<NatsCluster> {
   const count = options.nodes ?? 1;
+  const startTimeoutMs = options.startTimeoutMs ?? 20_000;
   const servers: Server[] = [];
-  for (let i = 0; i < count; i++) {
-    const dir = await mkdtemp(join(tmpdir(), `strata-nats-n${i + 1}-`));
-    servers.push(
-      new Server({
-        name: `n${i + 1}`,
-        port: await freePort(),
-        monitorPort: await freePort(),
-        routePort: await freePort(),
-        dir,
-        binary,
-        version,
-      }),
-    );
-  }
-  const routePorts = count > 1 ? servers.map((s) => s.routePort) : [];
   const stop = async (): Promise<void> => {
     await Promise.all(servers.map((s) => s.kill()));
     await Promise.all(servers.map((s) => rm(s.dir, { recursive: true, force: true })));
+    for (const s of servers) releaseDir(s.dir);
   };
   try {
+    for (let i = 0; i < count; i++) {
+      const dir = await mkdtemp(join(tmpdir(), `strata-nats-n${i + 1}-`));
+      removeOnExit(dir);
+      servers.push(
+        new Server({
+          name: `n${i + 1}`,
+          port: await freePort(),
+          monitorPort: await freePort(),
+          routePort: await freePort(),
+          dir,
+          binary,
+          version,
+          peers: count - 1,
+          jetstream: options.jetstream !== false,
+          startTimeoutMs,
+        }),
+      );
+    }
+    const routePorts = count > 1 ? servers.map((s) => s.routePort) : [];
     for (const server of servers) {
-      server.peers = count - 1;
-      server.jetstream = options.jetstream !== false;
-      await server.writeConfig(routePorts, options);
+      options.signal?.throwIfAborted();
+      await server.writeConfig(routePorts, options.syncAlways === true);
       await server.spawn();
     }
-    await Promise.all(servers.map((s) => s.ready(options.startTimeoutMs ?? 20_000)));
+    await Promise.all(servers.map((s) => s.ready(startTimeoutMs, options.signal)));
   } catch (error) {
     const logs = await Promise.all(
-      servers.map(async (s) => `--- ${s.name}\n${(await s.logs()).slice(-2_000)}`),
+      servers.map(async (s) => ({ name: s.name, text: await s.logs() })),
     );
     await stop();
-    throw new Error(`NATS test cluster did not start: ${String(error)}\n${logs.join("\n")}`, {
-      cause: error,
-    });
+    if (options.signal?.aborted === true) throw error;
+    const message = `NATS test cluster did not start: ${String(error)}\n${logs
+      .map((l) => `--- ${l.name}\n${l.text.slice(-2_000)}`)
+      .join("\n")}`;
+    const portRace = logs.some((l) => /address already in use/i.test(l.text));
+    throw portRace
+      ? new PortRaceError(message, { cause: error })
+      : new Error(message, { cause: error });
   }
   const urls = servers.map((s) => s.url);
   return {

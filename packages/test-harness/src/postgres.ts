@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { repoRoot } from "./find-nats.js";
 import { freePort } from "./free-port.js";
+import { reapOnExit } from "./reaper.js";
 import { waitFor } from "./wait-for.js";
 
 const run = promisify(execFile);
@@ -139,6 +140,8 @@ class Server implements PostgresServer {
     child.on("error", () => undefined);
     this.child = child;
     live.add(child);
+    // Also when a test runner ends this process with a signal, which skips the 'exit' hook.
+    reapOnExit(child);
     this.exited = once(child, "exit").finally(() => live.delete(child));
     await waitFor(
       async () => {

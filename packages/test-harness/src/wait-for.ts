@@ -11,6 +11,8 @@ export async function waitFor(
     readonly timeoutMs?: number;
     readonly intervalMs?: number;
     readonly message?: string;
+    /** Stops waiting, rejecting with the signal's reason. */
+    readonly signal?: AbortSignal;
   } = {},
 ): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 10_000;
@@ -18,6 +20,7 @@ export async function waitFor(
   const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
+    options.signal?.throwIfAborted();
     try {
       if (await condition()) return;
     } catch (error) {
@@ -28,6 +31,20 @@ export async function waitFor(
         cause: lastError,
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await delay(intervalMs, options.signal);
   }
+}
+
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }

@@ -1,64 +1,61 @@
 import type { Operation } from "./history.js";
 
+/** What a model says about applying one operation in a state. */
+export type StepResult<S> = { readonly ok: true; readonly state: S } | { readonly ok: false };
+
 /**
- * A sequential specification the checker linearizes against. `step` says whether `op` may take
- * effect in `state` with the result it recorded, and the state after it.
+ * A sequential specification the linearizability search checks a history against: registers
+ * here, sets or queues later. The search only ever calls these functions, so a new workload is a
+ * new model, not a new checker.
+ *
+ * Rules the search relies on:
+ * - `step` is pure: the same state and operation give the same answer.
+ * - An `info` operation (outcome unknown) may be placed anywhere after its invocation, and
+ *   "never took effect" is placing it after everything else, so `step` must accept an `info`
+ *   operation in every state — with the effect it would have had, or none where it could not
+ *   have taken effect — or the model must mark it `irrelevant`.
+ * - `equal(a, b)` implies `hash(a) === hash(b)`.
  */
 export interface Model<S> {
+  /** The state before any operation. */
   init(): S;
-  step(state: S, op: Operation): { readonly ok: boolean; readonly state: S };
-  /** A string that is equal for equal states (memoization). */
-  key(state: S): string;
-  /** Splits a history into independent sub-histories (P-compositionality); default: one. */
-  partition?(ops: readonly Operation[]): Operation[][];
-  /** Operations that carry no constraint and may be dropped before the search. */
+  /** Applies `op` (its input, and for completed operations its output) in `state`. */
+  step(state: S, op: Operation): StepResult<S>;
+  /** Equality of states, for memoizing (linearized set, state) pairs. */
+  equal(a: S, b: S): boolean;
+  /** A 32-bit hash of a state, consistent with `equal`. */
+  hash(state: S): number;
+  /**
+   * Splits a history into independent sub-histories (P-compositionality: the whole is
+   * linearizable if and only if every part is), keyed by a label for reports. Default: one part.
+   */
+  partition?(ops: readonly Operation[]): ReadonlyMap<string, readonly Operation[]>;
+  /** Operations that constrain nothing and are dropped before the search (a failed write). */
   irrelevant?(op: Operation): boolean;
-}
-
-function same(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (a === null || b === null || a === undefined || b === undefined)
-    return a === b || (a ?? null) === (b ?? null);
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-/**
- * Per-key registers with `read`, `write` and `cas` (input `[expected, new]`), as Jepsen records
- * them. An `ok` read must return the current value; a failed cas is an observation that the
- * compare did not match; an `info` operation may have taken effect or not.
- */
-export function registerModel(initial: unknown = null): Model<unknown> {
-  return {
-    init: () => initial,
-    key: (state) => JSON.stringify(state ?? null),
-    partition(ops) {
-      const byKey = new Map<string, Operation[]>();
-      for (const op of ops) byKey.set(op.key, [...(byKey.get(op.key) ?? []), op]);
-      return [...byKey.values()];
-    },
-    irrelevant(op) {
-      // A read whose result is unknown constrains nothing; a write or read that failed did not happen.
-      return (
-        (op.f === "read" && op.outcome === "info") || (op.outcome === "fail" && op.f !== "cas")
-      );
-    },
-    step(state, op) {
-      switch (op.f) {
-        case "read":
-          return { ok: same(op.output, state), state };
-        case "write":
-          return { ok: true, state: op.input };
-        case "cas": {
-          if (!Array.isArray(op.input) || op.input.length !== 2) return { ok: false, state };
-          const [expected, next] = op.input as [unknown, unknown];
-          const matches = same(state, expected);
-          if (op.outcome === "ok") return { ok: matches, state: matches ? next : state };
-          if (op.outcome === "fail") return { ok: !matches, state };
-          return { ok: true, state: matches ? next : state }; // info: whatever happened is fine
-        }
-        default:
-          return { ok: false, state };
-      }
-    },
-  };
+  /**
+   * Operations that never change the state (reads, failed compare-and-sets). The search places
+   * one as soon as the state allows it, with no alternative tried; the shrinker may drop one, as
+   * that only removes a constraint.
+   */
+  observation?(op: Operation): boolean;
+  /**
+   * Which operations may be dropped from a history, given the operations that will `remain`,
+   * without turning a linearizable history into one that is not — so that a counterexample
+   * shrunk by dropping them still proves the original wrong. Observations always may; the
+   * register model adds writes whose value no remaining operation reads or compares against.
+   * Default: only observations.
+   */
+  removable?(remain: readonly Operation[]): (op: Operation) => boolean;
+  /**
+   * Operations whose effect does not depend on the state and that observe nothing (a register's
+   * write): whatever came just before one is overwritten unseen, which lets the search skip
+   * orders that differ only in unknown-outcome operations nobody saw.
+   */
+  blind?(op: Operation): boolean;
+  /** Why an operation is malformed for this model (an unknown `f`), or `undefined` if it is fine. */
+  validate?(op: Operation): string | undefined;
+  /** A short text for an operation in reports: `write 3`, `read -> 3`. */
+  describe?(op: Operation): string;
+  /** A short text for a state in reports. */
+  describeState?(state: S): string;
 }

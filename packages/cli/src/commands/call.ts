@@ -4,7 +4,8 @@ import { clientNode } from "../cluster.js";
 import { EXIT, UsageError, type Io } from "../io.js";
 import { printError } from "../print-error.js";
 
-export const CALL_HELP = `usage: strata call <service>.<action> ['<json input>'] [--nats <url>] [--timeout <ms>] [--node <id>] [--json]
+export const CALL_HELP = `usage: strata call <service>.<action> ['<json input>'] [--nats <url>] [--cluster <name>]
+                   [--timeout <ms>] [--wait <ms>] [--node <id>] [--json]
 
 Makes one call and prints the result as JSON. On failure, prints the error's code, message and
 details (field paths for INVALID_ARGUMENT) to stderr and exits with 1.

@@ -1,6 +1,6 @@
 import { runDemo } from "@strata/example-commerce";
 import { parse, positiveInt, positiveNumber } from "../args.js";
-import { EXIT, type Io } from "../io.js";
+import { EXIT, UsageError, type Io } from "../io.js";
 
 export const DEMO_HELP = `usage: strata demo [--duration <seconds>] [--concurrency <n>] [--json] [--no-faults] [--data <dir>]
 
@@ -18,7 +18,7 @@ in the middle of the run, and a summary with the invariants checked at the end.
 Exit code: 0 when every invariant holds, 1 otherwise.`;
 
 export async function demoCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { values } = parse(argv, {
+  const { values, positionals } = parse(argv, {
     duration: { type: "string" },
     concurrency: { type: "string" },
     json: { type: "boolean" },
@@ -30,6 +30,8 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     io.out.write(`${DEMO_HELP}\n`);
     return EXIT.ok;
   }
+  if (positionals.length > 0)
+    throw new UsageError(`unexpected argument "${positionals[0] as string}"`);
   const report = await runDemo({
     durationSeconds: positiveNumber("duration", values.duration, 20, 86_400),
     concurrency: positiveInt("concurrency", values.concurrency, 32, 10_000),

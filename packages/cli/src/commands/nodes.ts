@@ -1,7 +1,7 @@
 import { isAdminService } from "@strata/core";
 import { natsUrl, parse, positiveInt } from "../args.js";
 import { clientNode, settle } from "../cluster.js";
-import { EXIT, type Io } from "../io.js";
+import { EXIT, UsageError, type Io } from "../io.js";
 
 export const NODES_HELP = `usage: strata nodes [--nats <url>] [--cluster <name>] [--wait <ms>] [--json]
 
@@ -15,7 +15,7 @@ versions) each serves.
   -h, --help         this text`;
 
 export async function nodesCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { values } = parse(argv, {
+  const { values, positionals } = parse(argv, {
     nats: { type: "string" },
     cluster: { type: "string" },
     wait: { type: "string" },
@@ -26,6 +26,8 @@ export async function nodesCommand(argv: readonly string[], io: Io): Promise<num
     io.out.write(`${NODES_HELP}\n`);
     return EXIT.ok;
   }
+  if (positionals.length > 0)
+    throw new UsageError(`unexpected argument "${positionals[0] as string}"`);
   const wait = positiveInt("wait", values.wait, 1_500, 60_000);
   const node = await clientNode(
     { nats: natsUrl(values.nats, io.env), cluster: values.cluster },

@@ -1,0 +1,81 @@
+import { createEmbeddedNetwork, createNode } from "@strata/core";
+import { describe, expect, it } from "vitest";
+import { seedCatalog } from "../data/seed.js";
+import { catalog, catalogService } from "./catalog.js";
+
+async function catalogNode(products = seedCatalog()) {
+  const node = createNode({
+    id: "cat",
+    transport: createEmbeddedNetwork().transport(),
+    services: [catalogService(products)],
+  });
+  await node.start();
+  return node;
+}
+
+describe("seed catalog", () => {
+  it("is the same shop for the same seed, with integer prices in minor units", () => {
+    const products = seedCatalog();
+    expect(products).toHaveLength(300);
+    expect(seedCatalog()).toEqual(products);
+    expect(seedCatalog(300, 1)).not.toEqual(products);
+    expect(new Set(products.map((p) => p.id)).size).toBe(300);
+    expect(new Set(products.map((p) => p.sku)).size).toBe(300);
+    for (const p of products) {
+      expect(Number.isInteger(p.priceMinor)).toBe(true);
+      expect(p.priceMinor).toBeGreaterThan(0);
+      expect(p.currency).toBe("EUR");
+    }
+  });
+});
+
+describe("catalog", () => {
+  it("pages through every product exactly once, in id order", async () => {
+    await using node = await catalogNode();
+    const client = node.client(catalog);
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const result = await client.listProducts({
+        limit: 7,
+        ...(after === undefined ? {} : { after }),
+      });
+      seen.push(...result.products.map((p) => p.id));
+      if (result.next === undefined) break;
+      after = result.next;
+    }
+    expect(seen).toHaveLength(300);
+    expect(seen).toEqual([...seen].sort());
+    expect(new Set(seen).size).toBe(300);
+  });
+
+  it("filters by category and searches names case-insensitively", async () => {
+    await using node = await catalogNode();
+    const client = node.client(catalog);
+    const kitchen = await client.listProducts({ category: "kitchen", limit: 100 });
+    expect(kitchen.products.length).toBeGreaterThan(0);
+    expect(kitchen.products.every((p) => p.category === "kitchen")).toBe(true);
+    const found = await client.searchProducts({ query: "kETTLE", limit: 50 });
+    expect(found.products.length).toBeGreaterThan(0);
+    expect(found.products.every((p) => p.name.toLowerCase().includes("kettle"))).toBe(true);
+    expect((await client.searchProducts({ query: "no such thing" })).products).toEqual([]);
+  });
+
+  it("answers unknown products with NOT_FOUND and bad input with field paths", async () => {
+    await using node = await catalogNode();
+    const client = node.client(catalog);
+    const first = seedCatalog()[0];
+    await expect(client.getProduct({ id: first?.id ?? "" })).resolves.toEqual(first);
+    await expect(client.getProduct({ id: "p-9999" })).rejects.toMatchObject({
+      code: "NOT_FOUND",
+    });
+    await expect(client.listProducts({ limit: 1000 })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      details: { issues: [expect.objectContaining({ path: "limit" })] as unknown },
+    });
+    await expect(client.searchProducts({ query: "" })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      details: { issues: [expect.objectContaining({ path: "query" })] as unknown },
+    });
+  });
+});
