@@ -74,6 +74,18 @@ export async function runStateBench(options: {
   const rows: StateRow[] = [];
   const calls = options.quick ? 2_000 : 20_000;
   const levels = [1, 32];
+  // Measures Strata and the raw client side by side on one engine, level by level.
+  const compare = async (engine: StateRow["engine"], strata: Ops, raw: Ops): Promise<void> => {
+    for (const c of levels)
+      for (const op of ["put", "cas", "get"] as const)
+        record(
+          engine,
+          op,
+          c,
+          await measure(strata, op, c, calls),
+          await measure(raw, op, c, calls),
+        );
+  };
   const record = (
     engine: StateRow["engine"],
     op: keyof Ops,
@@ -118,16 +130,7 @@ export async function runStateBench(options: {
             await raw.update(`k/${i % KEYS}`, VALUE, rawRevisions.get(i % KEYS) ?? 0),
           ),
       };
-      for (const c of levels) {
-        for (const op of ["put", "cas", "get"] as const)
-          record(
-            "nats-r1",
-            op,
-            c,
-            await measure(strata, op, c, calls),
-            await measure(rawOps, op, c, calls),
-          );
-      }
+      await compare("nats-r1", strata, rawOps);
     } finally {
       await nc.close();
     }
@@ -162,16 +165,7 @@ export async function runStateBench(options: {
       },
     };
     try {
-      for (const c of levels) {
-        for (const op of ["put", "cas", "get"] as const)
-          record(
-            "postgres",
-            op,
-            c,
-            await measure(strata, op, c, calls),
-            await measure(rawOps, op, c, calls),
-          );
-      }
+      await compare("postgres", strata, rawOps);
     } finally {
       await kv.close();
       await pool.end();

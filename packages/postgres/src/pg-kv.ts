@@ -337,12 +337,7 @@ class PostgresKvStore implements StrongKV {
     value: Uint8Array,
     options: KvCallOptions & { readonly lease?: string } = {},
   ): Promise<number> {
-    this.check(options.signal);
-    checkKey(key);
-    checkValue(value);
-    const r = await this.writeOne("put", key, value, options.lease, undefined);
-    if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, undefined, options.lease);
-    return r.revision;
+    return this.writeValue("put", key, value, options, undefined);
   }
 
   async create(
@@ -350,12 +345,7 @@ class PostgresKvStore implements StrongKV {
     value: Uint8Array,
     options: KvCallOptions & { readonly lease?: string } = {},
   ): Promise<number> {
-    this.check(options.signal);
-    checkKey(key);
-    checkValue(value);
-    const r = await this.writeOne("create", key, value, options.lease, undefined);
-    if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, undefined, options.lease);
-    return r.revision;
+    return this.writeValue("create", key, value, options, undefined);
   }
 
   async compareAndSet(
@@ -364,12 +354,23 @@ class PostgresKvStore implements StrongKV {
     expectedRevision: number,
     options: KvCallOptions & { readonly lease?: string } = {},
   ): Promise<number> {
+    return this.writeValue("put", key, value, options, expectedRevision);
+  }
+
+  /** put, create and compareAndSet: check the input, run the write function, refuse its no. */
+  private async writeValue(
+    op: "put" | "create",
+    key: string,
+    value: Uint8Array,
+    options: KvCallOptions & { readonly lease?: string },
+    expected: number | undefined,
+  ): Promise<number> {
     this.check(options.signal);
     checkKey(key);
     checkValue(value);
-    checkExpectedRevision(expectedRevision);
-    const r = await this.writeOne("put", key, value, options.lease, expectedRevision);
-    if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, expectedRevision, options.lease);
+    if (expected !== undefined) checkExpectedRevision(expected);
+    const r = await this.writeOne(op, key, value, options.lease, expected);
+    if (r.outcome !== "ok") this.refuse(r.outcome, key, r.current, expected, options.lease);
     return r.revision;
   }
 
