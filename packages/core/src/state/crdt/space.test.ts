@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { waitFor } from "@strata/test-harness";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join as joinPath } from "node:path";
@@ -16,12 +17,10 @@ function canon(value: unknown): string {
   );
 }
 
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<number> {
+/** Waits for the condition (polling every 10 ms, up to 10 s); answers how long it took. */
+async function until(condition: () => boolean): Promise<number> {
   const started = performance.now();
-  while (!condition()) {
-    if (performance.now() - started > timeoutMs) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await waitFor(condition, { timeoutMs: 10_000, intervalMs: 10 });
   return performance.now() - started;
 }
 
