@@ -81,3 +81,24 @@ export type { LatencySummary, LoadOptions, LoadProgress, LoadReport } from "./lo
 // Hybrid logical clock: byte encoding (sorts like the timestamps) and options.
 export { hlcFromBytes, hlcToBytes } from "./ports/hlc.js";
 export type { HlcOptions } from "./ports/hlc.js";
+export type {
+  AppendInput,
+  AppendResult,
+  EventLog,
+  LogCallOptions,
+  LogCapabilities,
+  LogRecord,
+  ReadOptions,
+  StreamInfo,
+  StreamSpec,
+} from "./ports/log.js";
+export {
+  MAX_LOG_PAYLOAD,
+  checkAppend,
+  checkFromSeq,
+  checkPartition,
+  checkReadLimit,
+  checkStreamName,
+  checkStreamSpec,
+  streamNotFound,
+} from "./events/log-checks.js";
