@@ -50,6 +50,9 @@ export type {
   KvEntry,
   KvEvent,
   KvPage,
+  KvTransaction,
+  KvTxnCheck,
+  KvTxnWrite,
   ReadConsistency,
   StrongKV,
 } from "./ports/strong-kv.js";
@@ -59,8 +62,11 @@ export {
   checkLeaseTtl,
   checkLimit,
   checkPrefix,
+  checkTransaction,
   checkValue,
   leaseNotFound,
+  MAX_TXN_WRITES,
+  noTransactions,
   revisionConflict,
 } from "./state/keys.js";
 export { EventQueue } from "./state/event-queue.js";
@@ -102,3 +108,6 @@ export {
   checkStreamSpec,
   streamNotFound,
 } from "./events/log-checks.js";
+export * from "./events/index.js";
+export { openEmbeddedLog } from "./adapters/embedded/embedded-log.js";
+export type { EmbeddedLog, EmbeddedLogOptions } from "./adapters/embedded/embedded-log.js";

@@ -15,14 +15,17 @@ import {
   checkKey,
   checkLimit,
   checkPrefix,
+  checkTransaction,
   checkValue,
   isStrataError,
+  noTransactions,
   revisionConflict,
   type KvCallOptions,
   type KvCapabilities,
   type KvEntry,
   type KvEvent,
   type KvPage,
+  type KvTransaction,
   type ReadConsistency,
   type StrongKV,
 } from "@strata/core";
@@ -294,6 +297,13 @@ class NatsKv implements StrongKV {
     }
     const more = last !== undefined && keys.indexOf(last) < keys.length - 1;
     return more && last !== undefined ? { entries, next: last } : { entries };
+  }
+
+  /** NATS KV (2.10) cannot commit several keys atomically: UNIMPLEMENTED. */
+  // eslint-disable-next-line @typescript-eslint/require-await -- async so bad input rejects
+  async transaction(txn: KvTransaction, _options?: KvCallOptions): Promise<number> {
+    checkTransaction(txn);
+    throw noTransactions(`NATS KV bucket ${this.bucket}`);
   }
 
   async revision(options: KvCallOptions = {}): Promise<number> {

@@ -7,6 +7,7 @@ import {
   checkLeaseTtl,
   checkLimit,
   checkPrefix,
+  checkTransaction,
   checkValue,
   isStrataError,
   leaseNotFound,
@@ -18,6 +19,7 @@ import {
   type KvEntry,
   type KvEvent,
   type KvPage,
+  type KvTransaction,
   type ReadConsistency,
   type StrongKV,
   type Timer,
@@ -175,7 +177,7 @@ class PostgresKvStore implements StrongKV {
       staleReads: this.standby !== undefined,
       leases: true,
       watch: true,
-      transactions: false,
+      transactions: true,
     };
   }
 
@@ -409,6 +411,58 @@ class PostgresKvStore implements StrongKV {
     } catch (error) {
       throw pgError(error, `list ${prefix}`);
     }
+  }
+
+  /**
+   * Several writes in one SQL transaction under the namespace's write lock: the checks read
+   * the rows, the writes take consecutive revisions in key order, and watchers (which read the
+   * change log of committed transactions) see all of them or none.
+   */
+  async transaction(txn: KvTransaction, options: KvCallOptions = {}): Promise<number> {
+    this.check(options.signal);
+    const { checks, writes } = checkTransaction(txn);
+    const { data, log, leases, seq } = this.t;
+    return this.write("transaction", async (client) => {
+      for (const check of checks) {
+        const r = await client.query<{ revision: string }>(
+          `SELECT revision FROM ${data} WHERE key = $1`,
+          [check.key],
+        );
+        const current = Number(r.rows[0]?.revision ?? 0);
+        if (current !== check.revision) throw revisionConflict(check.key, current, check.revision);
+      }
+      let last = 0;
+      for (const write of writes) {
+        if (write.type === "delete") {
+          const r = await client.query(`SELECT 1 FROM ${data} WHERE key = $1`, [write.key]);
+          if (r.rows.length > 0) last = await this.removeKey(client, write.key);
+          continue;
+        }
+        if (write.lease !== undefined) {
+          const l = await client.query(
+            `SELECT 1 FROM ${leases} WHERE id = $1 AND expires_at > now()`,
+            [write.lease],
+          );
+          if (l.rows.length === 0) throw leaseNotFound(write.lease);
+        }
+        const rev = await client.query<{ r: string }>(`SELECT nextval('${seq}') AS r`);
+        last = Number(rev.rows[0]?.r);
+        await client.query(
+          `INSERT INTO ${data} AS d (key, value, revision, create_revision, lease) VALUES ($1, $2, $3, $3, $4)
+           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease`,
+          [write.key, Buffer.from(write.value), last, write.lease ?? null],
+        );
+        await client.query(
+          `INSERT INTO ${log} (revision, key, value, lease) VALUES ($1, $2, $3, $4)`,
+          [last, write.key, Buffer.from(write.value), write.lease ?? null],
+        );
+      }
+      if (last === 0) {
+        const r = await client.query<{ r: string | null }>(`SELECT max(revision) AS r FROM ${log}`);
+        last = Number(r.rows[0]?.r ?? 0);
+      }
+      return last;
+    });
   }
 
   async revision(options: KvCallOptions = {}): Promise<number> {

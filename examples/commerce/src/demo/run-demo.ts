@@ -2,6 +2,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  createEvents,
+  openEmbeddedLog,
+  type Events,
+  type Projection,
+  type Subscription,
   createEmbeddedNetwork,
   createNode,
   createCrdtSpace,
@@ -20,6 +25,10 @@ import { seedCatalog, seedStock } from "../data/seed.js";
 import { catalog, catalogService } from "../services/catalog.js";
 import { cart, cartItems, cartService } from "../services/cart.js";
 import { inventory, inventoryService, seedInventory } from "../services/inventory.js";
+import { plainCheckout } from "../services/checkout.js";
+import { isAuditPoison, startOrderConsumers } from "../services/order-consumers.js";
+import { orders, ordersService, type Order } from "../services/orders.js";
+import { paymentsService } from "../services/payments.js";
 
 /** Options for {@link runDemo}. */
 export interface DemoOptions {
@@ -100,6 +109,19 @@ export interface DemoReport {
     readonly ejections: number;
     readonly faultHits: number;
   };
+  readonly events: {
+    readonly orders: { readonly confirmed: number; readonly cancelled: number };
+    /** Order events in the log (each order's outcome is published exactly once). */
+    readonly published: number;
+    /** Notifications sent, each committed with its event's marker: one per order. */
+    readonly notifications: number;
+    /** Orders notified more than once: must be 0. */
+    readonly duplicateEffects: number;
+    readonly deadLetters: number;
+    readonly projectionRows: number;
+    /** A consumer node left mid-run; its partitions moved to the others. */
+    readonly handover: { readonly node: string; readonly atSecond: number } | null;
+  };
   readonly verdicts: Readonly<Record<string, boolean>>;
 }
 
@@ -139,7 +161,10 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   const initialStock = seedStock(products);
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "strata-demo-")));
   const kv = await openEmbeddedKv({ dir: dataDir });
+  const eventLog = await openEmbeddedLog({ dir: join(dataDir, "events") });
   const nodes: StrataNode[] = [];
+  const eventsByNode: Events[] = [];
+  const consumers: Array<{ subscriptions: Subscription[]; sales: Projection }> = [];
   try {
     await seedInventory(kv, initialStock);
     const network = createEmbeddedNetwork();
@@ -153,6 +178,18 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         heartbeatIntervalMs: 250,
         resilience: { serving: { concurrency: { type: "gradient", initial: 64, max: 1_000 } } },
       });
+      // Orders and payments: order outcomes and their events commit together (outbox).
+      const events = createEvents({
+        log: eventLog,
+        kv,
+        source: `strata://${id}`,
+        critical: true,
+        leaseMs: 2_000,
+        rebalanceMs: 200,
+      });
+      eventsByNode.push(events);
+      node.serve(paymentsService(kv));
+      node.serve(ordersService(events, plainCheckout(node, events)));
       // Carts: a CRDT replica on every node, replicated between the regions.
       const space = await createCrdtSpace(node, { name: "carts", shipEveryMs: 25 });
       node.serve(cartService(space));
@@ -189,6 +226,11 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await gatewayUs.waitForService("cart", { timeoutMs: 5_000 });
     await gateway.waitForService("inventory", { timeoutMs: 5_000 });
     await gateway.waitForService("catalog", { timeoutMs: 5_000 });
+    await gateway.waitForService("orders", { timeoutMs: 5_000 });
+    for (const events of eventsByNode) {
+      await events.startRelay();
+      consumers.push(await startOrderConsumers(events));
+    }
     log(
       `strata demo: catalog (${products.length} products) and inventory on n1, n2 (eu) and n3 (us); gateway in eu`,
     );
@@ -220,6 +262,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       return result;
     };
     const inventoryClient = gateway.client(inventory);
+    const ordersClient = gateway.client(orders);
     const random = seededRandom(99);
     let reservations = 0;
     let refused = 0;
@@ -237,7 +280,16 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
           limit: 5,
         });
       if (roll < 0.8) return catalogClient.listProducts({ category: product.category, limit: 20 });
-      if (roll < 0.85) return inventoryClient.getStock({ sku: product.sku });
+      if (roll < 0.83) return inventoryClient.getStock({ sku: product.sku });
+      if (roll < 0.88) {
+        // Checkout: reserve, charge, record; the outcome is published as an event.
+        return ordersClient.place({
+          orderId: `order-${++orderSeq}`,
+          sku: product.sku,
+          qty: 1 + Math.floor(random() * 3),
+          priceMinor: product.priceMinor,
+        });
+      }
       if (roll < 0.95 || open.length === 0) {
         const orderId = `o-${++orderSeq}`;
         try {
@@ -330,6 +382,26 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         }, faultTo),
       );
     }
+    // Halfway through, n3 stops consuming (as when a node is drained): its partitions move.
+    let handover: { node: string; atSecond: number } | null = null;
+    if (durationMs >= 1_000) {
+      timers.push(
+        setTimeout(
+          () => {
+            const leaving = consumers[2];
+            if (leaving === undefined) return;
+            handover = { node: "n3", atSecond: second() };
+            void Promise.all([
+              ...leaving.subscriptions.map((sub) => sub.close()),
+              leaving.sales.close(),
+            ]);
+            if (!options.json)
+              err.write(`\n  ! n3 stopped consuming order events; n1 and n2 take its partitions\n`);
+          },
+          Math.round(durationMs * 0.5),
+        ),
+      );
+    }
     let progressCalls = 0;
     let progressErrors = 0;
     const tty = err.isTTY === true && !options.json;
@@ -392,6 +464,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       if (entry.value.available + entry.value.reserved !== initialStock.get(entry.key))
         conserved = false;
     }
+    const ev = await checkEvents(eventsByNode[0] as Events, consumers[0]?.sales as Projection);
     const stats = nodes.map((n) => n.stats());
     const gatewayStats = gateway.stats();
     const result: DemoReport = {
@@ -450,22 +523,111 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         ejections: gatewayStats.ejections,
         faultHits: faultRule?.hits ?? 0,
       },
+      events: {
+        orders: { confirmed: ev.confirmed, cancelled: ev.cancelled },
+        published: ev.published,
+        notifications: ev.notifications,
+        duplicateEffects: ev.duplicateEffects,
+        deadLetters: ev.deadLetters,
+        projectionRows: ev.projectionRows,
+        handover,
+      },
       verdicts: {
         noOversell: oversold === 0,
         stockConserved: conserved,
         noInternalErrors:
           (report.errors["INTERNAL"] ?? 0) === 0 && (usReport.errors["INTERNAL"] ?? 0) === 0,
         cartsConverged: converged,
+        eventsExactlyOnce: ev.exactlyOnce,
+        projectionConsistent: ev.projectionConsistent,
+        poisonDeadLettered: ev.poisonDeadLettered,
       },
     };
     if (options.json) out.write(`${JSON.stringify(result)}\n`);
     else printSummary(result, log);
     return result;
   } finally {
+    await Promise.allSettled(eventsByNode.map((e) => e.close()));
     await Promise.allSettled(nodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
+    await eventLog.close();
     await kv.close();
     if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Waits for the outbox and the consumers to finish, then checks the events invariants: every
+ * order's outcome was published exactly once, every order notified exactly once, the sales
+ * projection equals the confirmed orders, and the audit consumer's poison events (and only
+ * they) are in the dead-letter stream.
+ */
+async function checkEvents(events: Events, sales: Projection) {
+  const dec = new TextDecoder();
+  await events.flushOutbox();
+  const deadline = performance.now() + 20_000;
+  for (;;) {
+    const lags = await Promise.all(
+      ["notifications", "audit", "proj-sales"].map((g) => events.lag(orders, g)),
+    );
+    if (lags.every((l) => l === 0) || performance.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const all: Order[] = [];
+  let after: string | undefined;
+  do {
+    const page = await events.kv.list("order/", after === undefined ? {} : { after });
+    for (const entry of page.entries) all.push(JSON.parse(dec.decode(entry.value)) as Order);
+    after = page.next;
+  } while (after !== undefined);
+  const confirmed = all.filter((o) => o.status === "confirmed");
+  const notified = new Map<string, number>();
+  after = undefined;
+  do {
+    const page = await events.kv.list("notification/", after === undefined ? {} : { after });
+    for (const entry of page.entries) {
+      notified.set(entry.key.slice("notification/".length), Number(dec.decode(entry.value)));
+    }
+    after = page.next;
+  } while (after !== undefined);
+  const duplicateEffects = [...notified.values()].filter((n) => n !== 1).length;
+  const stream = events.streamOf(orders);
+  const ids = new Set<string>();
+  let published = 0;
+  for (let fromSeq = 1; ;) {
+    const page = await events.log.read(stream, { fromSeq, limit: 10_000 });
+    for (const r of page) {
+      published++;
+      ids.add(r.headers["ce-id"] ?? r.id);
+    }
+    const last = page.at(-1);
+    if (last === undefined || page.length < 10_000) break;
+    fromSeq = last.seq + 1;
+  }
+  const units = new Map<string, number>();
+  for (const o of confirmed) units.set(o.sku, (units.get(o.sku) ?? 0) + o.qty);
+  const rows = await sales.list<number>();
+  const projectionConsistent =
+    rows.length === units.size && rows.every((row) => units.get(row.key) === row.value);
+  const letters = (await events.deadLetters(orders, { limit: 10_000 })).filter(
+    (l) => l.group === "audit",
+  );
+  const poison = confirmed.filter((o) => isAuditPoison(o.sku)).length;
+  return {
+    confirmed: confirmed.length,
+    cancelled: all.length - confirmed.length,
+    published,
+    notifications: notified.size,
+    duplicateEffects,
+    deadLetters: letters.length,
+    projectionRows: rows.length,
+    exactlyOnce:
+      published === all.length &&
+      ids.size === all.length &&
+      notified.size === all.length &&
+      duplicateEffects === 0,
+    projectionConsistent,
+    poisonDeadLettered: letters.length === poison,
+  };
 }
 
 function round4(x: number): number {
@@ -514,6 +676,16 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
   );
   log(
     `             converged: ${c.converged ? "yes" : "NO"}${c.convergedAfterMs === null ? "" : `, ${c.convergedAfterMs} ms after the partition healed`}`,
+  );
+  const e = r.events;
+  log(
+    `events       ${e.orders.confirmed} orders confirmed, ${e.orders.cancelled} cancelled; ${e.published} order events published; ${e.notifications} notifications (${e.duplicateEffects} duplicated)`,
+  );
+  log(
+    `             ${e.deadLetters} poison events dead-lettered; sales projection ${e.projectionRows} SKUs` +
+      (e.handover === null
+        ? ""
+        : `; ${e.handover.node} left the consumer groups at ${e.handover.atSecond}s`),
   );
   const transitions = r.resilience.breakerTransitions;
   log(

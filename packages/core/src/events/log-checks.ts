@@ -121,7 +121,7 @@ export function checkPartition(partition: unknown, partitions: number): number |
   ) {
     throw new StrataError(
       "INVALID_ARGUMENT",
-      `partition ${String(partition)} is out of range 0..${partitions - 1}`,
+      `partition ${JSON.stringify(partition) ?? "undefined"} is out of range 0..${partitions - 1}`,
     );
   }
   return partition;

@@ -49,6 +49,29 @@ export interface KvPage {
   readonly next?: string;
 }
 
+/** A condition of a transaction: the key's current revision is `revision` (0: it is absent). */
+export interface KvTxnCheck {
+  readonly key: string;
+  readonly revision: number;
+}
+
+/** A write of a transaction. */
+export type KvTxnWrite =
+  | {
+      readonly type: "put";
+      readonly key: string;
+      readonly value: Uint8Array;
+      readonly lease?: string;
+    }
+  | { readonly type: "delete"; readonly key: string };
+
+/** Writes applied together, if every check holds. */
+export interface KvTransaction {
+  readonly checks?: readonly KvTxnCheck[];
+  /** At most 1 000 writes, each key at most once. */
+  readonly writes: readonly KvTxnWrite[];
+}
+
 /** The port. */
 export interface StrongKV extends AsyncDisposable {
   readonly name: string;
@@ -106,4 +129,13 @@ export interface StrongKV extends AsyncDisposable {
   revokeLease(lease: string, options?: KvCallOptions): Promise<void>;
   /** The store's current revision. */
   revision(options?: KvCallOptions): Promise<number>;
+  /**
+   * Applies every write atomically if every check holds. Writes take consecutive revisions in
+   * key order (revisions stay unique per write across the store); returns the last. A failed
+   * check throws FAILED_PRECONDITION with
+   * `details.key` and `details.currentRevision` of the first check that failed, and writes
+   * nothing. Watchers see all of a transaction's writes, in key order, or none. Stores without
+   * `capabilities.transactions` throw UNIMPLEMENTED.
+   */
+  transaction(txn: KvTransaction, options?: KvCallOptions): Promise<number>;
 }

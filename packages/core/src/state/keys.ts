@@ -1,3 +1,4 @@
+import type { KvTransaction, KvTxnCheck, KvTxnWrite } from "../ports/strong-kv.js";
 import { StrataError } from "../errors/index.js";
 
 /**
@@ -90,4 +91,66 @@ export function leaseNotFound(lease: string | undefined): StrataError {
   return new StrataError("NOT_FOUND", `lease ${String(lease)} does not exist or expired`, {
     details: { lease: lease ?? null },
   });
+}
+
+/** Whether a value is an array, without narrowing it to `any[]`. */
+const isList = (value: unknown): boolean => Array.isArray(value);
+
+/** Most writes one transaction may carry. */
+export const MAX_TXN_WRITES = 1_000;
+
+/**
+ * Checks a transaction's shape (keys, values, each key written at most once, at most
+ * {@link MAX_TXN_WRITES} writes) and returns its checks and its writes in key order, the order
+ * watchers see them in.
+ */
+export function checkTransaction(txn: KvTransaction): {
+  checks: KvTxnCheck[];
+  writes: KvTxnWrite[];
+} {
+  if (typeof txn !== "object" || txn === null || !isList(txn.writes)) {
+    throw new StrataError("INVALID_ARGUMENT", "a transaction needs a writes array");
+  }
+  const checks: readonly KvTxnCheck[] = txn.checks ?? [];
+  if (!isList(checks)) {
+    throw new StrataError("INVALID_ARGUMENT", "checks must be an array");
+  }
+  if (txn.writes.length > MAX_TXN_WRITES || checks.length > MAX_TXN_WRITES) {
+    throw new StrataError(
+      "INVALID_ARGUMENT",
+      `a transaction carries at most ${MAX_TXN_WRITES} writes and ${MAX_TXN_WRITES} checks`,
+    );
+  }
+  for (const check of checks) {
+    checkKey(check.key);
+    checkExpectedRevision(check.revision);
+  }
+  const seen = new Set<string>();
+  for (const write of txn.writes) {
+    checkKey(write.key);
+    if (write.type === "put") checkValue(write.value);
+    else if (write.type !== "delete") {
+      throw new StrataError(
+        "INVALID_ARGUMENT",
+        `unknown write type ${String((write as { type: unknown }).type)}`,
+      );
+    }
+    if (seen.has(write.key)) {
+      throw new StrataError(
+        "INVALID_ARGUMENT",
+        `key ${write.key} is written twice in one transaction`,
+      );
+    }
+    seen.add(write.key);
+  }
+  const writes = [...txn.writes].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return { checks: [...checks], writes };
+}
+
+/** UNIMPLEMENTED for a store without multi-key transactions. */
+export function noTransactions(store: string): StrataError {
+  return new StrataError(
+    "UNIMPLEMENTED",
+    `${store} has no multi-key transactions (capabilities.transactions is false); use the embedded or PostgreSQL store`,
+  );
 }

@@ -5,12 +5,13 @@ import type {
   KvEntry,
   KvEvent,
   KvPage,
+  KvTransaction,
   ReadConsistency,
   StrongKV,
 } from "../ports/strong-kv.js";
 import { hash32 } from "../runtime/hash-ring.js";
 import { EventQueue } from "./event-queue.js";
-import { checkKey, checkPrefix } from "./keys.js";
+import { checkKey, checkPrefix, checkTransaction } from "./keys.js";
 
 /** Hash slots keys are spread over; shard groups own slots, never keys directly. */
 export const SLOTS = 1024;
@@ -75,8 +76,33 @@ export class ShardedKv implements StrongKV {
       staleReads: all.every((c) => c.staleReads),
       leases: false, // a lease lives in one group; keys of other groups cannot attach to it
       watch: all.every((c) => c.watch),
-      transactions: false,
+      // Within one slot only (see transaction()).
+      transactions: all.every((c) => c.transactions),
     };
+  }
+
+  /**
+   * A transaction whose keys (checks and writes) all hash to one slot runs on that slot's group,
+   * if the group has transactions; keys spread over slots fail with UNIMPLEMENTED, since groups
+   * cannot commit together.
+   */
+  transaction(txn: KvTransaction, options?: KvCallOptions): Promise<number> {
+    const { checks, writes } = checkTransaction(txn);
+    const keys = [...checks.map((c) => c.key), ...writes.map((w) => w.key)];
+    const first = keys[0];
+    if (first === undefined) return this.revision(options);
+    if (keys.some((key) => slotOf(key) !== slotOf(first))) {
+      return Promise.reject(
+        new StrataError(
+          "UNIMPLEMENTED",
+          "a transaction on a sharded store must keep all its keys in one slot",
+        ),
+      );
+    }
+    return this.on(first, true, (kv) => {
+      for (const key of keys) this.dirty?.get(slotOf(key))?.add(key);
+      return kv.transaction(txn, options);
+    });
   }
 
   /** The current slot table, for tools and for routing state calls to the owning shard. */

@@ -252,5 +252,122 @@ export function describeStrongKvConformance(name: string, fixture: StrongKvFixtu
         expect(stale === undefined || stale.revision <= revision).toBe(true);
       }
     });
+
+    it("commits a transaction's writes all together, or none when a check fails", async () => {
+      await using kv = await fixture.open();
+      if (!kv.capabilities.transactions) {
+        const error = await kv
+          .transaction({ writes: [{ type: "put", key: "t/a", value: enc("1") }] })
+          .catch((e: unknown) => e);
+        expect(isStrataError(error, "UNIMPLEMENTED")).toBe(true);
+        expect(await kv.get("t/a")).toBeUndefined();
+        return;
+      }
+      const base = await kv.put("t/a", enc("a0"));
+      const gone = await kv.put("t/gone", enc("x"));
+      const events: KvEvent[] = [];
+      const controller = new AbortController();
+      const watching = (async () => {
+        for await (const event of kv.watch("t/", {
+          fromRevision: base,
+          signal: controller.signal,
+        })) {
+          const revision = event.type === "put" ? event.entry.revision : event.revision;
+          if (revision > gone) events.push(event);
+          if (event.type === "put" && event.entry.key === "t/z") controller.abort();
+        }
+      })().catch(() => undefined);
+      const revision = await kv.transaction({
+        checks: [
+          { key: "t/a", revision: base },
+          { key: "t/new", revision: 0 },
+        ],
+        writes: [
+          { type: "put", key: "t/new", value: enc("n") },
+          { type: "put", key: "t/a", value: enc("a1") },
+          { type: "delete", key: "t/gone" },
+        ],
+      });
+      const a = await kv.get("t/a");
+      const created = await kv.get("t/new");
+      expect(dec(a?.value)).toBe("a1");
+      expect(dec(created?.value)).toBe("n");
+      expect(await kv.get("t/gone")).toBeUndefined();
+      expect(Math.max(a?.revision ?? 0, created?.revision ?? 0)).toBeLessThanOrEqual(revision);
+      expect(a?.revision).not.toBe(created?.revision);
+      // A failed check: nothing is written, and the error names the key.
+      const error = await kv
+        .transaction({
+          checks: [{ key: "t/a", revision: base }],
+          writes: [
+            { type: "put", key: "t/a", value: enc("a2") },
+            { type: "put", key: "t/other", value: enc("o") },
+          ],
+        })
+        .catch((e: unknown) => e);
+      expect(isStrataError(error, "FAILED_PRECONDITION")).toBe(true);
+      expect(
+        (error as { details: { key: string; currentRevision: number } }).details,
+      ).toMatchObject({
+        key: "t/a",
+        currentRevision: a?.revision,
+      });
+      expect(dec((await kv.get("t/a"))?.value)).toBe("a1");
+      expect(await kv.get("t/other")).toBeUndefined();
+      await kv.put("t/z", enc("z"));
+      await watching;
+      // The watch sees the transaction's writes in key order, before the later put.
+      const keys = events.map((e) => (e.type === "put" ? e.entry.key : e.key));
+      expect(keys).toEqual(["t/a", "t/gone", "t/new", "t/z"]);
+      expect(events[1]?.type).toBe("delete");
+    });
+
+    it("lets one of two conflicting transactions win", async () => {
+      await using kv = await fixture.open();
+      if (!kv.capabilities.transactions) return;
+      const base = await kv.put("race/k", enc("0"));
+      const attempt = (who: string) =>
+        kv
+          .transaction({
+            checks: [{ key: "race/k", revision: base }],
+            writes: [
+              { type: "put", key: "race/k", value: enc(who) },
+              { type: "put", key: `race/by-${who}`, value: enc("1") },
+            ],
+          })
+          .then(
+            () => "won",
+            (e: unknown) => (isStrataError(e, "FAILED_PRECONDITION") ? "lost" : String(e)),
+          );
+      const results = await Promise.all([attempt("x"), attempt("y"), attempt("z")]);
+      expect(results.filter((r) => r === "won")).toHaveLength(1);
+      expect(results.filter((r) => r === "lost")).toHaveLength(2);
+      const winner = dec((await kv.get("race/k"))?.value) as string;
+      expect((await kv.list("race/by-")).entries.map((e) => e.key)).toEqual([`race/by-${winner}`]);
+    });
+
+    it("refuses malformed transactions with INVALID_ARGUMENT", async () => {
+      await using kv = await fixture.open();
+      const bad = [
+        { writes: "nope" },
+        { writes: [{ type: "put", key: "bad key", value: enc("v") }] },
+        { writes: [{ type: "put", key: "k", value: "text" }] },
+        { writes: [{ type: "rename", key: "k" }] },
+        {
+          writes: [
+            { type: "put", key: "k", value: enc("1") },
+            { type: "delete", key: "k" },
+          ],
+        },
+        { checks: [{ key: "k", revision: -1 }], writes: [] },
+        { writes: Array.from({ length: 1_001 }, (_, i) => ({ type: "delete", key: `k${i}` })) },
+      ];
+      for (const txn of bad) {
+        const error = await kv.transaction(txn as never).catch((e: unknown) => e);
+        expect(isStrataError(error, "INVALID_ARGUMENT"), JSON.stringify(txn).slice(0, 80)).toBe(
+          true,
+        );
+      }
+    });
   });
 }

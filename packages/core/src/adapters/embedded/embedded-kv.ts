@@ -9,6 +9,7 @@ import type {
   KvEntry,
   KvEvent,
   KvPage,
+  KvTransaction,
   ReadConsistency,
   StrongKV,
 } from "../../ports/strong-kv.js";
@@ -19,6 +20,7 @@ import {
   checkLeaseTtl,
   checkLimit,
   checkPrefix,
+  checkTransaction,
   checkValue,
   leaseNotFound,
   revisionConflict,
@@ -53,6 +55,8 @@ const PUT = 1;
 const DELETE = 2;
 const LEASE = 3;
 const REVOKE = 4;
+/** Several puts and deletes in one record: all or nothing after a crash. */
+const TXN = 5;
 
 interface Lease {
   readonly id: string;
@@ -85,7 +89,7 @@ class EmbeddedKvStore implements StrongKV {
     staleReads: false,
     leases: true,
     watch: true,
-    transactions: false,
+    transactions: true,
   };
   private readonly dir: string;
   private readonly clock: Clock;
@@ -226,6 +230,28 @@ class EmbeddedKvStore implements StrongKV {
         this.leases.delete(id);
         return;
       }
+      case TXN: {
+        const [, writes] = record as [number, unknown[][]];
+        for (const write of writes) {
+          if (write[0] === PUT) {
+            const [, key, value, revision, createRevision, lease] = write as [
+              number,
+              string,
+              Uint8Array,
+              number,
+              number,
+              string | null,
+            ];
+            if (revision > floor) {
+              this.applyPut(key, value, revision, createRevision, lease ?? undefined);
+            }
+          } else {
+            const [, key, revision] = write as [number, string, number];
+            if (revision > floor) this.applyDelete(key, revision);
+          }
+        }
+        return;
+      }
       default:
         throw new StrataError(
           "DATA_LOSS",
@@ -276,27 +302,68 @@ class EmbeddedKvStore implements StrongKV {
 
   /** Appends a record and, once durable, publishes the event; keeps the per-key read barrier. */
   private commit(
-    key: string | undefined,
+    key: string | readonly string[] | undefined,
     record: unknown[],
-    event: KvEvent | undefined,
+    event: KvEvent | readonly KvEvent[] | undefined,
   ): Promise<void> {
     const durable = this.log.append(packr.pack(record));
     durable.catch((error: unknown) => {
       this.failure ??= error;
     });
-    if (key !== undefined) {
-      this.pendingByKey.set(key, durable);
+    const keys = key === undefined ? [] : typeof key === "string" ? [key] : key;
+    for (const k of keys) {
+      this.pendingByKey.set(k, durable);
       void durable.then(
         () => {
-          if (this.pendingByKey.get(key) === durable) this.pendingByKey.delete(key);
+          if (this.pendingByKey.get(k) === durable) this.pendingByKey.delete(k);
         },
         () => undefined,
       );
     }
     return durable.then(() => {
-      if (event !== undefined) this.publish(event);
+      if (Array.isArray(event)) for (const e of event as readonly KvEvent[]) this.publish(e);
+      else if (event !== undefined) this.publish(event as KvEvent);
       this.maybeCompact();
     });
+  }
+
+  async transaction(txn: KvTransaction, options: KvCallOptions = {}): Promise<number> {
+    this.checkOpen(options.signal);
+    const { checks, writes } = checkTransaction(txn);
+    await this.gate;
+    // Checks and writes happen with no await between them: nothing can interleave.
+    for (const check of checks) {
+      const current = this.entries.get(check.key)?.revision ?? 0;
+      if (current !== check.revision) throw revisionConflict(check.key, current, check.revision);
+    }
+    for (const write of writes) {
+      if (write.type === "put" && write.lease !== undefined && !this.leases.has(write.lease)) {
+        throw notFoundLease(write.lease);
+      }
+    }
+    const records: unknown[][] = [];
+    const events: KvEvent[] = [];
+    for (const write of writes) {
+      if (write.type === "put") {
+        const revision = ++this.rev;
+        const createRevision = this.entries.get(write.key)?.createRevision ?? revision;
+        const entry = this.applyPut(write.key, write.value, revision, createRevision, write.lease);
+        records.push([PUT, write.key, write.value, revision, createRevision, write.lease ?? null]);
+        events.push({ type: "put", entry });
+      } else if (this.entries.has(write.key)) {
+        const revision = ++this.rev;
+        this.applyDelete(write.key, revision);
+        records.push([DELETE, write.key, revision]);
+        events.push({ type: "delete", key: write.key, revision });
+      }
+    }
+    const revision = this.rev;
+    await this.commit(
+      writes.map((w) => w.key),
+      [TXN, records],
+      events,
+    );
+    return revision;
   }
 
   private write(key: string, value: Uint8Array, lease: string | undefined): Promise<number> {
