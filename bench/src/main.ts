@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { renderResilienceMarkdown, runResilienceBench } from "./resilience.js";
 import { renderCrdtMarkdown, runCrdtBench } from "./crdt.js";
 import { renderStateMarkdown, runStateBench } from "./state.js";
+import { renderEventsMarkdown, runEventsBench } from "./events.js";
 import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
 
 const USAGE = `usage: npm run bench -- <suite> [--quick]
@@ -11,6 +12,7 @@ suites:
   rpc         Strata vs Moleculer (local and over NATS) vs raw nats.js request/reply
   resilience  cost of the default policy chain; overload at 3x capacity with and without shedding
   state       StrongKV get/put/compare-and-set through Strata vs the raw NATS KV and PostgreSQL clients
+  events      publish and delivery through Strata vs raw JetStream (R1, R3); embedded log; consumers
 
 options:
   --quick   fewer calls (a smoke run; results are not written)
@@ -33,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return suite === undefined && parsed.values.help !== true ? 2 : 0;
   }
-  if (suite !== "rpc" && suite !== "resilience" && suite !== "state") {
+  if (suite !== "rpc" && suite !== "resilience" && suite !== "state" && suite !== "events") {
     console.error(`bench: unknown suite "${suite}"\n${USAGE}`);
     return 2;
   }
@@ -51,6 +53,18 @@ async function main(argv: string[]): Promise<number> {
         markdown,
       });
       console.log("wrote bench/results/state.json and docs/BENCHMARKS.md");
+    }
+    return 0;
+  }
+  if (suite === "events") {
+    const results = await runEventsBench({ quick, log: (line) => console.log(line) });
+    if (!quick) {
+      const command = "npm run bench -- events";
+      await publishSection("events", "Events", results, renderEventsMarkdown(results, command), {
+        json: `${root}bench/results/events.json`,
+        markdown,
+      });
+      console.log("wrote bench/results/events.json and docs/BENCHMARKS.md");
     }
     return 0;
   }

@@ -4,3 +4,5 @@ export type { NatsTransportOptions } from "./nats-transport.js";
 export { MIN_NATS_VERSION, checkServerVersion } from "./server-version.js";
 export { openNatsKv } from "./nats-kv.js";
 export type { NatsKvOptions } from "./nats-kv.js";
+export { openNatsLog } from "./jetstream-log.js";
+export type { NatsLogOptions } from "./jetstream-log.js";

@@ -51,7 +51,8 @@ const BUCKET = /^[A-Za-z0-9_-]{1,64}$/;
 const WRONG_LAST_SEQUENCE = 10071;
 const OPERATION = "KV-Operation";
 
-function toError(error: unknown, what: string): StrataError {
+/** Maps a nats.js or JetStream failure to a StrataError; shared by the package's adapters. */
+export function toError(error: unknown, what: string): StrataError {
   if (isStrataError(error)) return error;
   const message = error instanceof Error ? error.message : String(error);
   if (error instanceof JetStreamApiError) {

@@ -356,6 +356,9 @@ export function createEvents(options: EventsOptions): Events {
     return { id: built.id, stream: built.info.name, partition, ...result };
   };
 
+  const resolveLatest = async (from: StartFrom, stream: string): Promise<StartFrom> =>
+    from === "latest" ? { seq: (await log.streamInfo(stream)).lastSeq + 1 } : from;
+
   const requireTransactions = (what: string): void => {
     if (!kv.capabilities.transactions) {
       throw new StrataError(
@@ -419,7 +422,8 @@ export function createEvents(options: EventsOptions): Events {
       deadLetterStream: deadLetterStreamOf(contract),
       group,
       types: new Set(handlers.keys()),
-      from: sub.from ?? (broadcast ? "latest" : "earliest"),
+      // "latest" means the head when subscribe is called, not when a partition's worker starts.
+      from: await resolveLatest(sub.from ?? (broadcast ? "latest" : "earliest"), info.name),
       maxInFlight,
       maxAttempts,
       backoff: {
