@@ -133,6 +133,13 @@ describe("strata demo", () => {
       calls: { total: number; errors: Record<string, number> };
       inventory: { oversold: number; stockConserved: boolean };
       resilience: { successRateDuringFault: number; faultHits: number };
+      events: {
+        orders: { confirmed: number; cancelled: number };
+        published: number;
+        notifications: number;
+        duplicateEffects: number;
+        sagas: { completed: number; unfinished: number; failed: number };
+      };
       verdicts: Record<string, boolean>;
     };
     expect(report.calls.total).toBeGreaterThan(100);
@@ -142,6 +149,20 @@ describe("strata demo", () => {
     expect(report.resilience.faultHits).toBeGreaterThan(0);
     // A soft objective, not an invariant: a loaded CI machine sheds some calls during the fault.
     expect(report.resilience.successRateDuringFault).toBeGreaterThanOrEqual(0.95);
+    // Checkouts ran as sagas; every order's outcome was published once and notified once.
+    const orders = report.events.orders.confirmed + report.events.orders.cancelled;
+    expect(orders).toBeGreaterThan(10);
+    expect(report.events.published).toBe(orders);
+    expect(report.events.notifications).toBe(orders);
+    expect(report.events.duplicateEffects).toBe(0);
+    expect(report.events.sagas.completed).toBe(report.events.orders.confirmed);
+    expect(report.events.sagas.unfinished + report.events.sagas.failed).toBe(0);
+    expect(report.verdicts).toMatchObject({
+      eventsExactlyOnce: true,
+      projectionConsistent: true,
+      poisonDeadLettered: true,
+      sagasSettled: true,
+    });
     expect(Object.values(report.verdicts).every(Boolean)).toBe(true);
   });
 

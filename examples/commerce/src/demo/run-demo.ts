@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   createEvents,
+  createSagaRunner,
   openEmbeddedLog,
+  type SagaRunner,
   type Events,
   type Projection,
   type Subscription,
@@ -25,7 +27,7 @@ import { seedCatalog, seedStock } from "../data/seed.js";
 import { catalog, catalogService } from "../services/catalog.js";
 import { cart, cartItems, cartService } from "../services/cart.js";
 import { inventory, inventoryService, seedInventory } from "../services/inventory.js";
-import { plainCheckout } from "../services/checkout.js";
+import { checkoutSaga, sagaCheckout } from "../services/checkout.js";
 import { isAuditPoison, startOrderConsumers } from "../services/order-consumers.js";
 import { orders, ordersService, type Order } from "../services/orders.js";
 import { paymentsService } from "../services/payments.js";
@@ -110,6 +112,12 @@ export interface DemoReport {
     readonly faultHits: number;
   };
   readonly events: {
+    /** Checkout calls made, and how they ended for the caller. */
+    readonly checkouts: {
+      readonly placed: number;
+      readonly ok: number;
+      readonly errors: Readonly<Record<string, number>>;
+    };
     readonly orders: { readonly confirmed: number; readonly cancelled: number };
     /** Order events in the log (each order's outcome is published exactly once). */
     readonly published: number;
@@ -121,6 +129,13 @@ export interface DemoReport {
     readonly projectionRows: number;
     /** A consumer node left mid-run; its partitions moved to the others. */
     readonly handover: { readonly node: string; readonly atSecond: number } | null;
+    /** Checkout sagas by how they ended; `unfinished` must be 0 at the end. */
+    readonly sagas: {
+      readonly completed: number;
+      readonly compensated: number;
+      readonly failed: number;
+      readonly unfinished: number;
+    };
   };
   readonly verdicts: Readonly<Record<string, boolean>>;
 }
@@ -164,6 +179,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   const eventLog = await openEmbeddedLog({ dir: join(dataDir, "events") });
   const nodes: StrataNode[] = [];
   const eventsByNode: Events[] = [];
+  const runners: SagaRunner[] = [];
   const consumers: Array<{ subscriptions: Subscription[]; sales: Projection }> = [];
   try {
     await seedInventory(kv, initialStock);
@@ -189,7 +205,12 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       });
       eventsByNode.push(events);
       node.serve(paymentsService(kv));
-      node.serve(ordersService(events, plainCheckout(node, events)));
+      // Checkout is a saga: any node's runner resumes one whose node died.
+      const sagas = createSagaRunner({ kv, owner: id, leaseMs: 2_000, scanIntervalMs: 500 });
+      const saga = checkoutSaga(node, events);
+      sagas.register(saga);
+      runners.push(sagas);
+      node.serve(ordersService(events, sagaCheckout(sagas, saga, events)));
       // Carts: a CRDT replica on every node, replicated between the regions.
       const space = await createCrdtSpace(node, { name: "carts", shipEveryMs: 25 });
       node.serve(cartService(space));
@@ -280,16 +301,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
           limit: 5,
         });
       if (roll < 0.8) return catalogClient.listProducts({ category: product.category, limit: 20 });
-      if (roll < 0.83) return inventoryClient.getStock({ sku: product.sku });
-      if (roll < 0.88) {
-        // Checkout: reserve, charge, record; the outcome is published as an event.
-        return ordersClient.place({
-          orderId: `order-${++orderSeq}`,
-          sku: product.sku,
-          qty: 1 + Math.floor(random() * 3),
-          priceMinor: product.priceMinor,
-        });
-      }
+      if (roll < 0.85) return inventoryClient.getStock({ sku: product.sku });
       if (roll < 0.95 || open.length === 0) {
         const orderId = `o-${++orderSeq}`;
         try {
@@ -413,6 +425,26 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       call: () => cartUpdate(cartUs, "us"),
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });
+    // Checkouts: 40 orders a second, each a saga (reserve, charge, confirm) whose outcome is
+    // published as an event through the outbox.
+    const orderRandom = seededRandom(11);
+    let orderNumber = 0;
+    const ordersLoad = runOpenLoad({
+      rate: 40,
+      durationMs,
+      call: () => {
+        const product = products[
+          Math.floor(orderRandom() * products.length)
+        ] as (typeof products)[number];
+        return ordersClient.place({
+          orderId: `order-${++orderNumber}`,
+          sku: product.sku,
+          qty: 1 + Math.floor(orderRandom() * 3),
+          priceMinor: product.priceMinor,
+        });
+      },
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
     const report: LoadReport = await runLoad({
       concurrency: options.concurrency ?? 32,
       durationMs,
@@ -433,6 +465,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     });
     for (const timer of timers) clearTimeout(timer);
     const usReport = await usLoad;
+    const ordersReport = await ordersLoad;
     if (partitionOn && healedAt === undefined) {
       network.heal();
       healedAt = performance.now();
@@ -524,6 +557,11 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         faultHits: faultRule?.hits ?? 0,
       },
       events: {
+        checkouts: {
+          placed: ordersReport.started,
+          ok: ordersReport.ok,
+          errors: ordersReport.errors,
+        },
         orders: { confirmed: ev.confirmed, cancelled: ev.cancelled },
         published: ev.published,
         notifications: ev.notifications,
@@ -531,22 +569,27 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         deadLetters: ev.deadLetters,
         projectionRows: ev.projectionRows,
         handover,
+        sagas: ev.sagas,
       },
       verdicts: {
         noOversell: oversold === 0,
         stockConserved: conserved,
         noInternalErrors:
-          (report.errors["INTERNAL"] ?? 0) === 0 && (usReport.errors["INTERNAL"] ?? 0) === 0,
+          (report.errors["INTERNAL"] ?? 0) === 0 &&
+          (usReport.errors["INTERNAL"] ?? 0) === 0 &&
+          (ordersReport.errors["INTERNAL"] ?? 0) === 0,
         cartsConverged: converged,
         eventsExactlyOnce: ev.exactlyOnce,
         projectionConsistent: ev.projectionConsistent,
         poisonDeadLettered: ev.poisonDeadLettered,
+        sagasSettled: ev.sagas.failed === 0 && ev.sagas.unfinished === 0,
       },
     };
     if (options.json) out.write(`${JSON.stringify(result)}\n`);
     else printSummary(result, log);
     return result;
   } finally {
+    await Promise.allSettled(runners.map((r) => r.close()));
     await Promise.allSettled(eventsByNode.map((e) => e.close()));
     await Promise.allSettled(nodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
     await eventLog.close();
@@ -563,8 +606,18 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
  */
 async function checkEvents(events: Events, sales: Projection) {
   const dec = new TextDecoder();
-  await events.flushOutbox();
   const deadline = performance.now() + 20_000;
+  // Sagas still running (a checkout whose caller gave up) finish first: they record orders.
+  for (;;) {
+    const page = await events.kv.list("sagas/checkout/", { limit: 10_000 });
+    const open = page.entries.filter((e) => {
+      const { status } = JSON.parse(dec.decode(e.value)) as { status: string };
+      return status === "running" || status === "compensating";
+    });
+    if (open.length === 0 || performance.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await events.flushOutbox();
   for (;;) {
     const lags = await Promise.all(
       ["notifications", "audit", "proj-sales"].map((g) => events.lag(orders, g)),
@@ -612,6 +665,18 @@ async function checkEvents(events: Events, sales: Projection) {
     (l) => l.group === "audit",
   );
   const poison = confirmed.filter((o) => isAuditPoison(o.sku)).length;
+  const sagas = { completed: 0, compensated: 0, failed: 0, unfinished: 0 };
+  after = undefined;
+  do {
+    const page = await events.kv.list("sagas/checkout/", after === undefined ? {} : { after });
+    for (const entry of page.entries) {
+      const { status } = JSON.parse(dec.decode(entry.value)) as { status: string };
+      if (status === "completed" || status === "compensated" || status === "failed")
+        sagas[status]++;
+      else sagas.unfinished++;
+    }
+    after = page.next;
+  } while (after !== undefined);
   return {
     confirmed: confirmed.length,
     cancelled: all.length - confirmed.length,
@@ -627,6 +692,7 @@ async function checkEvents(events: Events, sales: Projection) {
       duplicateEffects === 0,
     projectionConsistent,
     poisonDeadLettered: letters.length === poison,
+    sagas,
   };
 }
 
@@ -678,6 +744,13 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
     `             converged: ${c.converged ? "yes" : "NO"}${c.convergedAfterMs === null ? "" : `, ${c.convergedAfterMs} ms after the partition healed`}`,
   );
   const e = r.events;
+  const checkoutErrors = Object.entries(e.checkouts.errors);
+  log(
+    `checkouts    ${e.checkouts.placed} placed, ${e.checkouts.ok} answered` +
+      (checkoutErrors.length === 0
+        ? ""
+        : `, failed: ${checkoutErrors.map(([c, n]) => `${c} ${n}`).join(", ")}`),
+  );
   log(
     `events       ${e.orders.confirmed} orders confirmed, ${e.orders.cancelled} cancelled; ${e.published} order events published; ${e.notifications} notifications (${e.duplicateEffects} duplicated)`,
   );

@@ -22,3 +22,16 @@ export { decodeEvent, encodeEvent } from "./envelope.js";
 export type { CloudEvent } from "./envelope.js";
 export { startProjection } from "./projection.js";
 export type { ModelWriter, Projection, ProjectionHandlers, ProjectionSpec } from "./projection.js";
+export { createSagaRunner, defineSaga } from "./sagas.js";
+export type {
+  SagaContext,
+  SagaDefinition,
+  SagaError,
+  SagaHandle,
+  SagaJournal,
+  SagaOutcome,
+  SagaRunner,
+  SagaRunnerOptions,
+  StepContext,
+  StepOptions,
+} from "./sagas.js";
