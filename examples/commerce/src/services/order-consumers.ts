@@ -1,6 +1,7 @@
 import {
   StrataError,
   startProjection,
+  type EventContext,
   type Events,
   type Projection,
   type Subscription,
@@ -22,27 +23,21 @@ export const isAuditPoison = (sku: string): boolean => sku.endsWith("7");
 export async function startOrderConsumers(
   events: Events,
 ): Promise<{ subscriptions: Subscription[]; sales: Projection }> {
+  // One notification per order, counted: a count above 1 would be a duplicated effect.
+  const send = async (orderId: string, ctx: EventContext): Promise<void> => {
+    const key = `notification/${orderId}`;
+    const current = await events.kv.get(key);
+    const count = current === undefined ? 0 : Number(dec.decode(current.value));
+    await ctx.transaction({
+      checks: [{ key, revision: current?.revision ?? 0 }],
+      writes: [{ type: "put", key, value: enc.encode(String(count + 1)) }],
+    });
+  };
   const notify = await events.subscribe(orders, {
     group: "notifications",
     on: {
-      confirmed: async (event, ctx) => {
-        const key = `notification/${event.data.orderId}`;
-        const current = await events.kv.get(key);
-        const count = current === undefined ? 0 : Number(dec.decode(current.value));
-        await ctx.transaction({
-          checks: [{ key, revision: current?.revision ?? 0 }],
-          writes: [{ type: "put", key, value: enc.encode(String(count + 1)) }],
-        });
-      },
-      cancelled: async (event, ctx) => {
-        const key = `notification/${event.data.orderId}`;
-        const current = await events.kv.get(key);
-        const count = current === undefined ? 0 : Number(dec.decode(current.value));
-        await ctx.transaction({
-          checks: [{ key, revision: current?.revision ?? 0 }],
-          writes: [{ type: "put", key, value: enc.encode(String(count + 1)) }],
-        });
-      },
+      confirmed: (event, ctx) => send(event.data.orderId, ctx),
+      cancelled: (event, ctx) => send(event.data.orderId, ctx),
     },
   });
   const audit = await events.subscribe(orders, {

@@ -61,8 +61,8 @@ async function fixture(): Promise<Fixture> {
   const log = await openEmbeddedLog({ dir: await freshDir() });
   const kv = await openEmbeddedKv({ dir: await freshDir() });
   closers.push(
-    () => log[Symbol.asyncDispose](),
-    () => kv[Symbol.asyncDispose](),
+    () => log.close(),
+    () => kv.close(),
   );
   return {
     log,
@@ -399,8 +399,8 @@ describe("events", () => {
     const log = await openEmbeddedLog({ dir: logDir });
     const kv = await openEmbeddedKv({ dir: kvDir });
     closers.push(
-      () => log[Symbol.asyncDispose](),
-      () => kv[Symbol.asyncDispose](),
+      () => log.close(),
+      () => kv.close(),
     );
     const events = createEvents({
       log,

@@ -243,30 +243,22 @@ describe("sagas", () => {
       await new Promise((resolve) => child.once("exit", resolve));
       const kv = await store(dir);
       const log: string[] = [];
+      const counted = (name: string) => ({
+        run: async (s: StepContext) => {
+          log.push(`run ${name}`);
+          await count(kv, `effects/${s.idempotencyKey}`);
+        },
+        compensate: async (_r: unknown, s: StepContext) => {
+          log.push(`undo ${name}`);
+          await count(kv, `undo/${s.idempotencyKey}`);
+        },
+      });
       const saga = defineSaga({
         name: "checkout",
         input: customSchema<{ fail: boolean }>((value) => ({ value: value as { fail: boolean } })),
         async run(ctx, input) {
-          await ctx.step("reserve", {
-            run: async (s) => {
-              log.push("run reserve");
-              await count(kv, `effects/${s.idempotencyKey}`);
-            },
-            compensate: async (_r, s) => {
-              log.push("undo reserve");
-              await count(kv, `undo/${s.idempotencyKey}`);
-            },
-          });
-          await ctx.step("charge", {
-            run: async (s) => {
-              log.push("run charge");
-              await count(kv, `effects/${s.idempotencyKey}`);
-            },
-            compensate: async (_r, s) => {
-              log.push("undo charge");
-              await count(kv, `undo/${s.idempotencyKey}`);
-            },
-          });
+          await ctx.step("reserve", counted("reserve"));
+          await ctx.step("charge", counted("charge"));
           if (input.fail) {
             await ctx.step("confirm", {
               run: () => Promise.reject(new StrataError("FAILED_PRECONDITION", "declined")),

@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Packr } from "msgpackr";
 import { StrataError, toStrataError } from "../../errors/index.js";
@@ -32,6 +32,7 @@ import {
   syncDirectory,
   writeFileAtomic,
 } from "./append-log.js";
+import { lockFolder, type FolderLock } from "./folder-lock.js";
 
 /** Options for {@link openEmbeddedKv}. */
 export interface EmbeddedKvOptions {
@@ -45,9 +46,6 @@ export interface EmbeddedKvOptions {
   /** Changes kept in memory for watches that resume from a revision; default 10 000. */
   readonly watchHistory?: number;
 }
-
-/** Stores open in this process, by lock path (the lock file guards against other processes). */
-const openInThisProcess = new Set<string>();
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
@@ -110,6 +108,7 @@ class EmbeddedKvStore implements StrongKV {
   /** While set, writers wait: compaction swaps the log under it. */
   private gate: Promise<void> | undefined;
   private lockPath: string;
+  private folderLock: FolderLock | undefined;
 
   constructor(options: EmbeddedKvOptions) {
     this.dir = options.dir;
@@ -144,40 +143,14 @@ class EmbeddedKvStore implements StrongKV {
       // Leases come back with their full time to live: a restart extends them, never cuts them short.
       for (const lease of this.leases.values()) this.armLease(lease);
     } catch (error) {
-      await rm(this.lockPath, { force: true });
-      openInThisProcess.delete(this.lockPath);
+      await this.folderLock?.release();
+      this.folderLock = undefined;
       throw error;
     }
   }
 
   private async lock(): Promise<void> {
-    if (openInThisProcess.has(this.lockPath)) {
-      throw new StrataError(
-        "FAILED_PRECONDITION",
-        `the store in ${this.dir} is already open in this process`,
-      );
-    }
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const handle = await open(this.lockPath, "wx");
-        await handle.writeFile(String(process.pid));
-        await handle.close();
-        openInThisProcess.add(this.lockPath);
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-        const holder = Number(await readFile(this.lockPath, "utf8").catch(() => ""));
-        if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
-          throw new StrataError(
-            "FAILED_PRECONDITION",
-            `the store in ${this.dir} is open in process ${holder}`,
-          );
-        }
-        // The holder is gone (it crashed): take the lock over.
-        await rm(this.lockPath, { force: true });
-      }
-    }
-    throw new StrataError("FAILED_PRECONDITION", `cannot lock the store in ${this.dir}`);
+    this.folderLock = await lockFolder(this.lockPath, `the store in ${this.dir}`);
   }
 
   private loadSnapshot(snapshot: Snapshot): void {
@@ -642,22 +615,13 @@ class EmbeddedKvStore implements StrongKV {
     for (const lease of this.leases.values()) lease.timer?.clear();
     for (const watcher of [...this.watchers]) watcher.queue.end();
     await this.log.close();
-    await rm(this.lockPath, { force: true });
-    openInThisProcess.delete(this.lockPath);
+    await this.folderLock?.release();
+    this.folderLock = undefined;
   }
 
   /** Size of the write-ahead log in bytes (for tests and tools). */
   async walSize(): Promise<number> {
     return (await stat(this.walPath)).size;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -40,6 +40,7 @@ import type {
   StreamSpec,
 } from "../../ports/log.js";
 import { AppendLog, MAX_RECORD_BYTES, syncDirectory, writeFileAtomic } from "./append-log.js";
+import { lockFolder, type FolderLock } from "./folder-lock.js";
 
 /** Options for {@link openEmbeddedLog}. */
 export interface EmbeddedLogOptions {
@@ -88,9 +89,6 @@ const STREAM_FORMAT = 1;
 const SPEC_FILE = "stream.json";
 const SEGMENT_FILE = /^(\d{20})\.log$/;
 const GRAVE_SUFFIX = ".deleted";
-
-/** Logs open in this process, by lock path (the lock file guards against other processes). */
-const openInThisProcess = new Set<string>();
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
@@ -466,15 +464,6 @@ async function scanSegment(
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Runs a synchronous answer as a promise, so bad input rejects rather than throws. */
 function settle<T>(fn: () => T): Promise<T> {
   try {
@@ -523,6 +512,7 @@ class EmbeddedLogStore implements EmbeddedLog {
   private readonly sync: boolean;
   private readonly segmentBytes: number;
   private readonly lockPath: string;
+  private folderLock: FolderLock | undefined;
   private readonly streams = new Map<string, StreamState>();
   /** Creates and deletes run one at a time; appends and reads do not wait for them. */
   private admin: Promise<unknown> = Promise.resolve();
@@ -581,38 +571,12 @@ class EmbeddedLogStore implements EmbeddedLog {
   }
 
   private async lock(): Promise<void> {
-    if (openInThisProcess.has(this.lockPath)) {
-      throw new StrataError(
-        "FAILED_PRECONDITION",
-        `the log in ${this.dir} is already open in this process`,
-      );
-    }
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const handle = await open(this.lockPath, "wx");
-        await handle.writeFile(String(process.pid));
-        await handle.close();
-        openInThisProcess.add(this.lockPath);
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-        const holder = Number(await readFile(this.lockPath, "utf8").catch(() => ""));
-        if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
-          throw new StrataError(
-            "FAILED_PRECONDITION",
-            `the log in ${this.dir} is open in process ${holder}`,
-          );
-        }
-        // The holder is gone (it crashed): take the lock over.
-        await rm(this.lockPath, { force: true });
-      }
-    }
-    throw new StrataError("FAILED_PRECONDITION", `cannot lock the log in ${this.dir}`);
+    this.folderLock = await lockFolder(this.lockPath, `the log in ${this.dir}`);
   }
 
   private async unlock(): Promise<void> {
-    await rm(this.lockPath, { force: true });
-    openInThisProcess.delete(this.lockPath);
+    await this.folderLock?.release();
+    this.folderLock = undefined;
   }
 
   /** Loads one stream folder; true when it was a half-created stream and was removed. */
