@@ -316,7 +316,13 @@ class NatsLog implements EventLog {
           deliver_policy: DeliverPolicy.StartSequence,
           opt_start_seq: last + 1,
         });
-        const messages = await consumer.consume({ max_messages: 256 });
+        // Short pulls and heartbeats: a consumer whose server died is noticed (two missed
+        // heartbeats) and replaced in seconds, not after the 30 s default pull expires.
+        const messages = await consumer.consume({
+          max_messages: 256,
+          expires: 5_000,
+          idle_heartbeat: 1_000,
+        });
         const onStop = (): void => void messages.close();
         stop.signal.addEventListener("abort", onStop, { once: true });
         try {

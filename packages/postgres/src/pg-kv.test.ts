@@ -4,6 +4,18 @@ import {
   waitFor,
   type PostgresCluster,
 } from "@strata/test-harness";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  action,
+  anySchema,
+  createEvents,
+  defineService,
+  objectSchema,
+  openEmbeddedLog,
+  startProjection,
+} from "@strata/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgresKv } from "./pg-kv.js";
 
@@ -67,5 +79,90 @@ describe("PostgreSQL StrongKV", () => {
     ).rejects.toMatchObject({
       code: "UNAVAILABLE",
     });
+  });
+});
+
+describe("events on PostgreSQL state", () => {
+  const orders = defineService({
+    name: "orders",
+    version: "1.0.0",
+    actions: { noop: action({ input: objectSchema(), output: objectSchema() }) },
+    events: { placed: anySchema<{ orderId: string; sku: string }>() },
+  });
+
+  it("commits state and events together (outbox) and applies effects and projections once", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "strata-pg-events-"));
+    try {
+      await using kv = await openPostgresKv({
+        url: pg.primary.url,
+        namespace: "events",
+        pollMs: 25,
+      });
+      await using log = await openEmbeddedLog({ dir });
+      await using events = createEvents({
+        log,
+        kv,
+        source: "strata://pg",
+        partitions: 2,
+        commitMs: 10,
+      });
+      const enc = new TextEncoder();
+      const effects: string[] = [];
+      await events.subscribe(orders, {
+        group: "ship",
+        on: {
+          placed: async (e, ctx) => {
+            await ctx.transaction({
+              writes: [{ type: "put", key: `shipments/${e.data.orderId}`, value: enc.encode("1") }],
+            });
+            effects.push(e.data.orderId);
+          },
+        },
+      });
+      const sales = await startProjection(events, {
+        name: "sales",
+        contract: orders,
+        on: {
+          placed: async (e, model) =>
+            model.put(e.data.sku, ((await model.get<number>(e.data.sku)) ?? 0) + 1),
+        },
+      });
+      await events.startRelay();
+      for (let i = 0; i < 20; i++) {
+        await events.transaction({
+          checks: [{ key: `orders/o${i}`, revision: 0 }],
+          writes: [{ type: "put", key: `orders/o${i}`, value: enc.encode("placed") }],
+          events: [
+            {
+              contract: orders,
+              event: "placed",
+              data: { orderId: `o${i}`, sku: `s${i % 2}` },
+              key: `o${i}`,
+            },
+          ],
+        });
+      }
+      // A failed check commits neither the order nor its event.
+      await expect(
+        events.transaction({
+          checks: [{ key: "orders/o1", revision: 0 }],
+          writes: [{ type: "put", key: "orders/o1", value: enc.encode("again") }],
+          events: [
+            { contract: orders, event: "placed", data: { orderId: "o1", sku: "s1" }, key: "o1" },
+          ],
+        }),
+      ).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
+      await waitFor(() => effects.length === 20, { message: "events not delivered" });
+      await sales.caughtUp();
+      expect(await sales.list<number>()).toEqual([
+        { key: "s0", value: 10 },
+        { key: "s1", value: 10 },
+      ]);
+      expect((await kv.list("shipments/")).entries).toHaveLength(20);
+      expect((await log.streamInfo(events.streamOf(orders))).records).toBe(20);
+      await sales.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

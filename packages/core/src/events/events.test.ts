@@ -492,6 +492,59 @@ describe("events", () => {
     expect(seen).toEqual(["o-1", "o-2"]);
   });
 
+  it("publishes every committed outbox event exactly once after the producer is killed with SIGKILL", async () => {
+    const logDir = await freshDir();
+    const kvDir = await freshDir();
+    const fixturePath = fileURLToPath(
+      new URL("../../test-fixtures/outbox-producer.mjs", import.meta.url),
+    );
+    const child = spawn(process.execPath, [fixturePath, logDir, kvDir], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const acknowledged = new Set<string>();
+    let buffer = "";
+    await new Promise<void>((resolve, reject) => {
+      child.on("error", reject);
+      child.on("exit", () => reject(new Error("producer exited before it was killed")));
+      child.stdout.on("data", (chunk: Buffer) => {
+        buffer += chunk.toString();
+        const lines = buffer.split("\n");
+        buffer = lines.pop() ?? "";
+        for (const line of lines) if (line.startsWith("o")) acknowledged.add(line);
+        if (acknowledged.size >= 300) {
+          child.kill("SIGKILL");
+          resolve();
+        }
+      });
+    });
+    await new Promise((resolve) => child.once("exit", resolve));
+    const log = await openEmbeddedLog({ dir: logDir });
+    const kv = await openEmbeddedKv({ dir: kvDir });
+    closers.push(
+      () => log.close(),
+      () => kv.close(),
+    );
+    const events = createEvents({ log, kv, source: "strata://relay", partitions: 4 });
+    closers.push(() => events.close());
+    await events.startRelay();
+    await waitFor(async () => (await kv.list("events/outbox/")).entries.length === 0, {
+      message: "the relay did not empty the outbox",
+    });
+    const committed = new Set(
+      (await kv.list("orders/", { limit: 10_000 })).entries.map((e) => e.key.slice(7)),
+    );
+    for (const orderId of acknowledged) expect(committed.has(orderId), orderId).toBe(true);
+    const published = new Map<string, number>();
+    for (const record of await log.read(events.streamOf(orders), { limit: 10_000 })) {
+      const orderId = (JSON.parse(new TextDecoder().decode(record.payload)) as { orderId: string })
+        .orderId;
+      published.set(orderId, (published.get(orderId) ?? 0) + 1);
+    }
+    // Every committed order (acknowledged or not) has its event, once; no event without an order.
+    expect([...published.keys()].sort()).toEqual([...committed].sort());
+    expect([...published.values()].every((n) => n === 1)).toBe(true);
+  });
+
   it("projects a read model exactly once, reports lag, and rebuilds it", async () => {
     const f = await fixture();
     const events = f.events();
