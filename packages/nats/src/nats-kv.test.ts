@@ -30,6 +30,14 @@ describeStrongKvConformance("NATS JetStream KV, R3", {
   },
 });
 
+// One replica: linearizable gets use direct get, answered by the bucket's only server.
+describeStrongKvConformance("NATS JetStream KV, R1", {
+  async open() {
+    const kv = await openNatsKv({ connection: nc, bucket: `conformance${++buckets}`, replicas: 1 });
+    return kv;
+  },
+});
+
 describe("NATS StrongKV", () => {
   it("refuses a bucket that exists with other settings, and bad options", async () => {
     await openNatsKv({ connection: nc, bucket: "settings", replicas: 1 });

@@ -100,11 +100,19 @@ class NatsKv implements StrongKV {
   private readonly jsm: JetStreamManager;
   private readonly kv: KV;
   private readonly bucket: string;
+  private readonly replicas: number;
   private readonly stream: string;
   private readonly prefix: string;
   private closed = false;
 
-  constructor(init: { js: JetStreamClient; jsm: JetStreamManager; kv: KV; bucket: string }) {
+  constructor(init: {
+    js: JetStreamClient;
+    jsm: JetStreamManager;
+    kv: KV;
+    bucket: string;
+    replicas: number;
+  }) {
+    this.replicas = init.replicas;
     this.js = init.js;
     this.jsm = init.jsm;
     this.kv = init.kv;
@@ -122,7 +130,10 @@ class NatsKv implements StrongKV {
   private async latest(key: string, stale: boolean): Promise<StoredMsg | null> {
     const query = { last_by_subj: this.prefix + key };
     try {
-      return stale
+      // One replica: direct get is answered by the stream's only server, which applies a write
+      // before acknowledging it, so it is as fresh as the leader's STREAM.MSG.GET and cheaper
+      // (no JSON/base64 envelope).
+      return stale || this.replicas === 1
         ? await this.jsm.direct.getMessage(this.stream, query)
         : await this.jsm.streams.getMessage(this.stream, query);
     } catch (error) {
@@ -436,7 +447,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<StrongKV> {
         `bucket ${options.bucket} exists with other settings (replicas ${config.num_replicas}, allow_direct ${String(config.allow_direct)}, history ${config.max_msgs_per_subject}); want replicas ${replicas}, allow_direct true, history ${history}`,
       );
     }
-    return new NatsKv({ js, jsm, kv, bucket: options.bucket });
+    return new NatsKv({ js, jsm, kv, bucket: options.bucket, replicas });
   } catch (error) {
     throw toError(error, `open bucket ${options.bucket}`);
   }
