@@ -49,7 +49,10 @@ export interface KvPage {
   readonly next?: string;
 }
 
-/** A condition of a transaction: the key's current revision is `revision` (0: it is absent). */
+/**
+ * A condition of a transaction: the key's current revision is `revision` (0: the key is absent,
+ * so `{ key, revision: 0 }` makes a write to it create-if-absent).
+ */
 export interface KvTxnCheck {
   readonly key: string;
   readonly revision: number;
@@ -65,10 +68,11 @@ export type KvTxnWrite =
     }
   | { readonly type: "delete"; readonly key: string };
 
-/** Writes applied together, if every check holds. */
+/** Writes applied together, if every check holds (see {@link StrongKV.transaction}). */
 export interface KvTransaction {
+  /** At most 1 000 checks; a key may be both checked and written. */
   readonly checks?: readonly KvTxnCheck[];
-  /** At most 1 000 writes, each key at most once. */
+  /** At most 1 000 writes, each key at most once; applied (and watched) in key order. */
   readonly writes: readonly KvTxnWrite[];
 }
 
@@ -130,12 +134,28 @@ export interface StrongKV extends AsyncDisposable {
   /** The store's current revision. */
   revision(options?: KvCallOptions): Promise<number>;
   /**
-   * Applies every write atomically if every check holds. Writes take consecutive revisions in
-   * key order (revisions stay unique per write across the store); returns the last. A failed
-   * check throws FAILED_PRECONDITION with
-   * `details.key` and `details.currentRevision` of the first check that failed, and writes
-   * nothing. Watchers see all of a transaction's writes, in key order, or none. Stores without
-   * `capabilities.transactions` throw UNIMPLEMENTED.
+   * Applies every write atomically if every check holds, and returns the revision of its last
+   * write. Each write takes its own revision, unique across the store, increasing in key order
+   * (consecutive on the embedded store; on PostgreSQL concurrent writes may take revisions in
+   * between); a delete of an absent key is skipped and takes none. With no effective write the
+   * call returns the store's current revision.
+   *
+   * A failed check throws FAILED_PRECONDITION with `details.key` and `details.currentRevision` of
+   * the first check (in the order given) that failed, and writes nothing; a put with a lease that
+   * does not exist throws NOT_FOUND and writes nothing. Watchers never see a transaction before
+   * it has committed, then all of its writes under their prefix, in key order. Malformed input
+   * (more than 1 000 writes or checks, a key written twice, a bad key or value) throws
+   * INVALID_ARGUMENT. Stores without `capabilities.transactions` throw UNIMPLEMENTED.
+   *
+   * @example
+   * // Reserve stock and record the order in one step, only if the stock is unchanged.
+   * await kv.transaction({
+   *   checks: [{ key: "stock/sku-1", revision: stock.revision }, { key: "orders/o-7", revision: 0 }],
+   *   writes: [
+   *     { type: "put", key: "stock/sku-1", value: lessStock },
+   *     { type: "put", key: "orders/o-7", value: order },
+   *   ],
+   * });
    */
   transaction(txn: KvTransaction, options?: KvCallOptions): Promise<number>;
 }
