@@ -286,5 +286,11 @@ export async function publishSection(
     i >= 0 && j > i
       ? doc.slice(0, i) + section + doc.slice(j + end.length)
       : `${doc.trimEnd()}\n\n## ${title}\n\n${section}\n`;
-  await writeFile(paths.markdown, doc);
+  // Written as prettier would: the repository's format check covers docs/.
+  const prettier = await import("prettier");
+  const options = (await prettier.resolveConfig(paths.markdown)) ?? {};
+  await writeFile(
+    paths.markdown,
+    await prettier.format(doc, { ...options, filepath: paths.markdown }),
+  );
 }
