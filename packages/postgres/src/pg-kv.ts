@@ -61,154 +61,44 @@ function pgError(error: unknown, what: string): StrataError {
   });
 }
 
-/** Names of a namespace's tables, sequence, lock and functions. */
-interface Names {
-  readonly data: string;
-  readonly log: string;
-  readonly leases: string;
-  readonly seq: string;
-  readonly lockKey: string;
-  readonly fn: string;
-  readonly txnFn: string;
-  readonly horizonFn: string;
-}
-
 /**
- * Locks a writer takes, as SQL. Every writer holds the namespace's advisory lock in shared mode
- * and each key's own advisory lock (absent keys included), in one global order, so writes to one
- * key are serialised and writes to different keys commit in parallel and share WAL flushes.
- * Lease sweeps and transactions over many keys take the namespace lock alone instead. (Older
- * versions took the namespace lock alone for every write, so they exclude each other correctly.)
+ * The namespace's write function: lock, check, write, log, notify, in the caller's (implicit)
+ * transaction, so a write costs one round trip. The transaction-scoped advisory lock makes
+ * revisions commit in order, which keeps watches in revision order.
  */
-const namespaceLock = (t: Names): string => `hashtext('${t.lockKey}')`;
-const keyLock = (t: Names, key: string): string =>
-  `hashtextextended('${t.lockKey}/' || ${key}, 0)`;
-
-/** Above this many keys a transaction takes the namespace lock alone, not one lock per key. */
-const MAX_KEY_LOCKS = 64;
-
-/**
- * One write in one round trip: lock, check, write the row and its change-log entry. A refused
- * write returns before writing anything, so it has no transaction id and costs no WAL flush.
- * The transaction id is taken before the revision: the horizon function relies on it.
- */
-function writeFunction(t: Names): string {
+function writeFunction(t: {
+  data: string;
+  log: string;
+  leases: string;
+  seq: string;
+  lockKey: string;
+  fn: string;
+}): string {
   return `CREATE OR REPLACE FUNCTION ${t.fn}(p_op text, p_key text, p_value bytea, p_lease text, p_expected bigint)
 RETURNS TABLE(outcome text, revision bigint, current_revision bigint) LANGUAGE plpgsql AS $fn$
 DECLARE cur bigint; rev bigint;
 BEGIN
-  PERFORM pg_advisory_xact_lock_shared(${namespaceLock(t)});
-  PERFORM pg_advisory_xact_lock(${keyLock(t, "p_key")});
+  PERFORM pg_advisory_xact_lock(hashtext('${t.lockKey}'));
   SELECT d.revision INTO cur FROM ${t.data} d WHERE d.key = p_key;
   cur := COALESCE(cur, 0);
   IF p_op = 'create' AND cur <> 0 THEN RETURN QUERY SELECT 'exists'::text, 0::bigint, cur; RETURN; END IF;
   IF p_expected IS NOT NULL AND cur <> p_expected THEN RETURN QUERY SELECT 'conflict'::text, 0::bigint, cur; RETURN; END IF;
-  IF p_op = 'delete' AND cur = 0 THEN RETURN QUERY SELECT 'absent'::text, 0::bigint, 0::bigint; RETURN; END IF;
-  IF p_op <> 'delete' AND p_lease IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.leases} l WHERE l.id = p_lease AND l.expires_at > now()) THEN
-    RETURN QUERY SELECT 'no-lease'::text, 0::bigint, cur; RETURN;
-  END IF;
-  PERFORM pg_current_xact_id();
-  rev := nextval('${t.seq}');
   IF p_op = 'delete' THEN
+    IF cur = 0 THEN RETURN QUERY SELECT 'absent'::text, 0::bigint, 0::bigint; RETURN; END IF;
+    rev := nextval('${t.seq}');
     DELETE FROM ${t.data} d WHERE d.key = p_key;
     INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_key, NULL);
   ELSE
+    IF p_lease IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.leases} l WHERE l.id = p_lease AND l.expires_at > now()) THEN
+      RETURN QUERY SELECT 'no-lease'::text, 0::bigint, cur; RETURN;
+    END IF;
+    rev := nextval('${t.seq}');
     INSERT INTO ${t.data} AS d (key, value, revision, create_revision, lease) VALUES (p_key, p_value, rev, rev, p_lease)
       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease;
     INSERT INTO ${t.log} (revision, key, value, lease) VALUES (rev, p_key, p_value, p_lease);
   END IF;
+  PERFORM pg_notify('${t.data}', '');
   RETURN QUERY SELECT 'ok'::text, rev, cur;
-END
-$fn$`;
-}
-
-/**
- * A transaction in one round trip: the key locks in lock order (or the namespace lock alone for
- * many keys), the checks in the order given, then one revision per effective write, in the
- * order given (key order). Refused, it returns the failing key before writing anything.
- */
-function transactionFunction(t: Names): string {
-  return `CREATE OR REPLACE FUNCTION ${t.txnFn}(p_check_keys text[], p_check_revisions bigint[], p_deletes boolean[], p_keys text[], p_values bytea[], p_leases text[])
-RETURNS TABLE(outcome text, last_revision bigint, failed_key text, current_revision bigint) LANGUAGE plpgsql AS $fn$
-DECLARE cur bigint; rev bigint := 0; i integer; lock_id bigint;
-BEGIN
-  IF (SELECT count(DISTINCT k) FROM unnest(p_check_keys || p_keys) AS k) > ${MAX_KEY_LOCKS} THEN
-    PERFORM pg_advisory_xact_lock(${namespaceLock(t)});
-  ELSE
-    PERFORM pg_advisory_xact_lock_shared(${namespaceLock(t)});
-    FOR lock_id IN SELECT DISTINCT ${keyLock(t, "k")} FROM unnest(p_check_keys || p_keys) AS k ORDER BY 1 LOOP
-      PERFORM pg_advisory_xact_lock(lock_id);
-    END LOOP;
-  END IF;
-  FOR i IN 1 .. COALESCE(array_length(p_check_keys, 1), 0) LOOP
-    SELECT d.revision INTO cur FROM ${t.data} d WHERE d.key = p_check_keys[i];
-    cur := COALESCE(cur, 0);
-    IF cur <> p_check_revisions[i] THEN
-      RETURN QUERY SELECT 'conflict'::text, 0::bigint, p_check_keys[i], cur; RETURN;
-    END IF;
-  END LOOP;
-  FOR i IN 1 .. COALESCE(array_length(p_keys, 1), 0) LOOP
-    IF p_leases[i] IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.leases} l WHERE l.id = p_leases[i] AND l.expires_at > now()) THEN
-      RETURN QUERY SELECT 'no-lease'::text, 0::bigint, p_keys[i], 0::bigint; RETURN;
-    END IF;
-  END LOOP;
-  FOR i IN 1 .. COALESCE(array_length(p_keys, 1), 0) LOOP
-    IF p_deletes[i] AND NOT EXISTS (SELECT 1 FROM ${t.data} d WHERE d.key = p_keys[i]) THEN CONTINUE; END IF;
-    IF rev = 0 THEN PERFORM pg_current_xact_id(); END IF;
-    rev := nextval('${t.seq}');
-    IF p_deletes[i] THEN
-      DELETE FROM ${t.data} d WHERE d.key = p_keys[i];
-      INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_keys[i], NULL);
-    ELSE
-      INSERT INTO ${t.data} AS d (key, value, revision, create_revision, lease) VALUES (p_keys[i], p_values[i], rev, rev, p_leases[i])
-        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease;
-      INSERT INTO ${t.log} (revision, key, value, lease) VALUES (rev, p_keys[i], p_values[i], p_leases[i]);
-    END IF;
-  END LOOP;
-  IF rev = 0 THEN SELECT COALESCE(max(l.revision), 0) INTO rev FROM ${t.log} l; END IF;
-  RETURN QUERY SELECT 'ok'::text, rev, NULL::text, 0::bigint;
-END
-$fn$`;
-}
-
-/**
- * Where watchers may read up to. Writers commit in any order, so a watcher must not pass a
- * revision that a running transaction could still commit. Every writer takes its transaction id
- * before its revisions; so once every transaction that was running just after the sequence
- * stood at V has ended, every revision up to V is final (committed or abandoned).
- *
- * The function takes a candidate from an earlier call (its snapshot) and says whether it is
- * settled now, then offers a new candidate: the sequence's value, a snapshot taken after it,
- * and whether that one is settled already (nothing was running). A plain check waits for every
- * transaction of the snapshot to end; `p_full` waits only for those holding the namespace's
- * write lock, so a long transaction of another application cannot hold watchers back.
- */
-function horizonFunction(t: Names): string {
-  const lock = namespaceLock(t);
-  return `CREATE OR REPLACE FUNCTION ${t.horizonFn}(p_pending pg_snapshot, p_full boolean)
-RETURNS TABLE(pending_settled boolean, candidate bigint, candidate_snapshot text, candidate_settled boolean) LANGUAGE plpgsql AS $fn$
-DECLARE v bigint; s pg_snapshot; settled boolean := false; fresh boolean;
-BEGIN
-  IF p_pending IS NOT NULL THEN
-    SELECT NOT EXISTS (
-      SELECT 1 FROM pg_snapshot_xip(p_pending) AS x(id)
-      WHERE NOT pg_visible_in_snapshot(x.id, pg_current_snapshot())
-        AND (NOT p_full OR EXISTS (
-          SELECT 1 FROM pg_locks own JOIN pg_locks w ON w.pid = own.pid
-          WHERE own.locktype = 'transactionid' AND own.mode = 'ExclusiveLock' AND own.granted
-            AND own.transactionid::text::bigint = x.id::text::bigint % 4294967296
-            AND w.locktype = 'advisory' AND w.granted AND w.objsubid = 1
-            AND w.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND w.classid::text::bigint = (${lock}::bigint >> 32) & 4294967295
-            AND w.objid::text::bigint = ${lock}::bigint & 4294967295)))
-    INTO settled;
-  END IF;
-  SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO v FROM ${t.seq} q;
-  SELECT pg_current_snapshot() INTO s;
-  SELECT NOT EXISTS (
-    SELECT 1 FROM pg_snapshot_xip(s) AS x(id) WHERE NOT pg_visible_in_snapshot(x.id, pg_current_snapshot()))
-  INTO fresh;
-  RETURN QUERY SELECT settled, v, s::text, fresh;
 END
 $fn$`;
 }
