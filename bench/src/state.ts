@@ -185,7 +185,7 @@ export function renderStateMarkdown(results: StateResults, command: string): str
         `| ${r.engine} | ${r.op} | ${r.concurrency} | ${r.strata.toLocaleString("en-US")} | ${r.raw.toLocaleString("en-US")} | ${r.ratio}x | ${r.strataP99Ms} | ${r.rawP99Ms} |`,
     ),
     "",
-    "What the raw PostgreSQL client does not do and Strata does: write the change log for watches and take the namespace's write lock (so watchers see revisions in order); that is most of the difference on writes. Both NATS buckets are R1 with direct get on: the raw client's get and Strata's linearizable get are both answered by the stream's only server (on R3, Strata's linearizable get asks the leader instead).",
+    "What the raw PostgreSQL client does not do and Strata does: write a change-log row per write (watches read it in revision order, up to a horizon below which no running writer can still commit), and take the written key's lock; writes to different keys commit concurrently and share WAL flushes. Both NATS buckets are R1 with direct get on: the raw client's get and Strata's linearizable get are both answered by the stream's only server (on R3, Strata's linearizable get asks the leader instead).",
   ];
   return lines.join("\n");
 }

@@ -22,7 +22,9 @@ import {
   checkStreamSpec,
   isStrataError,
   streamNotFound,
+  systemClock,
   type AppendInput,
+  type Clock,
   type AppendResult,
   type EventLog,
   type LogCallOptions,
@@ -52,6 +54,7 @@ export interface NatsLogOptions {
   readonly serversSyncAlways?: boolean;
   /** Per-call timeout of JetStream API requests (ms); default 5 000. */
   readonly timeoutMs?: number;
+  readonly clock?: Clock;
 }
 
 const KEY = "Strata-Key";
@@ -77,6 +80,7 @@ class NatsLog implements EventLog {
   private readonly streamPrefix: string;
   private readonly replicas: number;
   private readonly syncAlways: boolean;
+  private readonly clock: Clock;
   private readonly partitions = new Map<string, number>();
   private readonly controller = new AbortController();
   private closed = false;
@@ -88,7 +92,9 @@ class NatsLog implements EventLog {
     streamPrefix: string;
     replicas: number;
     syncAlways: boolean;
+    clock: Clock;
   }) {
+    this.clock = init.clock;
     this.js = init.js;
     this.jsm = init.jsm;
     this.prefix = init.prefix;
@@ -277,24 +283,32 @@ class NatsLog implements EventLog {
     if (start > info.lastSeq) return [];
     // An ordered consumer's fetch waits for its expiry when nothing matches; knowing the
     // number of matching records first lets the read stop as soon as it has them all.
-    const consumer = await this.js.consumers.get(this.streamName(stream), {
-      filter_subjects: [this.subject(stream, partition)],
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: start,
-    });
-    const records: LogRecord[] = [];
-    try {
-      const batch = await consumer.fetch({ max_messages: limit, expires: 1_000 });
-      for await (const m of batch) {
-        if (m.info.streamSequence > info.lastSeq) break;
-        records.push(this.toRecord(stream, m));
-        if (records.length >= limit || m.info.pending === 0) break;
+    // Just after a stream is created or loses a server, its leader may not answer consumer
+    // requests yet (503, no responders): try again for a few seconds before giving up.
+    for (let attempt = 1; ; attempt++) {
+      const records: LogRecord[] = [];
+      try {
+        const consumer = await this.js.consumers.get(this.streamName(stream), {
+          filter_subjects: [this.subject(stream, partition)],
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: start,
+        });
+        const batch = await consumer.fetch({ max_messages: limit, expires: 1_000 });
+        for await (const m of batch) {
+          if (m.info.streamSequence > info.lastSeq) break;
+          records.push(this.toRecord(stream, m));
+          if (records.length >= limit || m.info.pending === 0) break;
+        }
+        batch.stop();
+        return records;
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        if (attempt >= 20 || !/no responders|503/i.test(message)) {
+          throw toError(error, `read ${stream}`);
+        }
+        await new Promise<void>((resolve) => this.clock.setTimer(resolve, 100));
       }
-      batch.stop();
-    } catch (error) {
-      throw toError(error, `read ${stream}`);
     }
-    return records;
   }
 
   async *follow(stream: string, options: ReadOptions = {}): AsyncIterable<LogRecord> {
@@ -438,6 +452,7 @@ export async function openNatsLog(options: NatsLogOptions): Promise<EventLog> {
       streamPrefix,
       replicas,
       syncAlways: options.serversSyncAlways === true,
+      clock: options.clock ?? systemClock(),
     });
   } catch (error) {
     throw toError(error, "open the log");

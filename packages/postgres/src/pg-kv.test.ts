@@ -16,7 +16,9 @@ import {
   openEmbeddedLog,
   startProjection,
 } from "@strata/core";
+import pgDriver from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { KvEvent, StrongKV } from "@strata/core";
 import { openPostgresKv } from "./pg-kv.js";
 
 let pg: PostgresCluster;
@@ -79,6 +81,190 @@ describe("PostgreSQL StrongKV", () => {
     ).rejects.toMatchObject({
       code: "UNAVAILABLE",
     });
+  });
+});
+
+const text = new TextEncoder();
+const revisionOf = (e: KvEvent): number => (e.type === "put" ? e.entry.revision : e.revision);
+const keyOf = (e: KvEvent): string => (e.type === "put" ? e.entry.key : e.key);
+
+/**
+ * Watches `prefix` after `fromRevision`; `seen` fills as events arrive; ends at key `last`, or
+ * after `deadlineMs` (the test's assertions then show what was missing).
+ */
+function watchUntil(
+  kv: StrongKV,
+  prefix: string,
+  fromRevision: number,
+  last: string,
+  deadlineMs = 10_000,
+): { seen: KvEvent[]; done: Promise<void> } {
+  const seen: KvEvent[] = [];
+  const controller = new AbortController();
+  const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(deadlineMs)]);
+  const done = (async () => {
+    for await (const event of kv.watch(prefix, { fromRevision, signal })) {
+      seen.push(event);
+      if (keyOf(event) === last) controller.abort();
+    }
+  })();
+  return { seen, done };
+}
+
+// Writes to different keys commit concurrently; these tests check that watchers still see every
+// change in revision order: they stop at a revision that a running writer could still commit.
+describe("PostgreSQL StrongKV watches under concurrent commits", () => {
+  it("holds watchers below a revision drawn by a writer that has not committed yet", async () => {
+    await using kv = await openPostgresKv({
+      url: pg.primary.url,
+      namespace: "horizon",
+      pollMs: 20,
+    });
+    const start = await kv.put("h/start", text.encode("0"));
+    const watch = watchUntil(kv, "h/", start, "h/end");
+    // A writer as the write function does it: the namespace lock, then a revision; no commit yet.
+    const slow = new pgDriver.Client({ connectionString: pg.primary.url });
+    await slow.connect();
+    try {
+      await slow.query("BEGIN");
+      await slow.query("SELECT pg_advisory_xact_lock_shared(hashtext('strata_kv_horizon'))");
+      const drawn = await slow.query<{ r: string }>("SELECT nextval('strata_kv_horizon_rev') AS r");
+      const early = Number(drawn.rows[0]?.r);
+      const later = await kv.put("h/later", text.encode("1"));
+      expect(later).toBeGreaterThan(early);
+      // Wait until the watcher has read the log since `later` committed (pg_stat_activity shows
+      // its last query), so a watcher without a horizon would have delivered `later` by now.
+      const since = (await slow.query<{ t: string }>("SELECT clock_timestamp()::text AS t")).rows[0]
+        ?.t;
+      const observer = new pgDriver.Client({ connectionString: pg.primary.url });
+      await observer.connect();
+      try {
+        await waitFor(
+          async () =>
+            (
+              await observer.query(
+                `SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT revision, key, value, lease FROM strata_kv_horizon_log%'
+                 AND query_start > $1::timestamptz`,
+                [since],
+              )
+            ).rows.length > 0,
+          { message: "the watcher never read the log" },
+        );
+      } finally {
+        await observer.end();
+      }
+      expect(watch.seen.map(keyOf)).not.toContain("h/later");
+      await slow.query(
+        "INSERT INTO strata_kv_horizon (key, value, revision, create_revision) VALUES ('h/early', '\\x01', $1, $1)",
+        [early],
+      );
+      await slow.query(
+        "INSERT INTO strata_kv_horizon_log (revision, key, value) VALUES ($1, 'h/early', '\\x01')",
+        [early],
+      );
+      await slow.query("COMMIT");
+    } finally {
+      await slow.end();
+    }
+    await kv.put("h/end", text.encode(""));
+    await watch.done;
+    expect(watch.seen.map(keyOf)).toEqual(["h/early", "h/later", "h/end"]);
+  });
+
+  it("is not held back by a long transaction of another application", async () => {
+    await using kv = await openPostgresKv({
+      url: pg.primary.url,
+      namespace: "foreign",
+      pollMs: 20,
+    });
+    const other = new pgDriver.Client({ connectionString: pg.primary.url });
+    await other.connect();
+    try {
+      // An open transaction with a transaction id, as a long batch job would have.
+      await other.query("BEGIN");
+      await other.query("CREATE TABLE IF NOT EXISTS unrelated (n int)");
+      await other.query("INSERT INTO unrelated VALUES (1)");
+      const start = await kv.put("f/start", text.encode(""));
+      const watch = watchUntil(kv, "f/", start, "f/end");
+      await kv.put("f/end", text.encode(""));
+      await watch.done;
+      expect(watch.seen.map(keyOf)).toEqual(["f/end"]);
+    } finally {
+      await other.query("ROLLBACK");
+      await other.end();
+    }
+  });
+
+  it("wakes watchers in another process at once (they would otherwise wait a minute)", async () => {
+    await using watcher = await openPostgresKv({
+      url: pg.primary.url,
+      namespace: "notify",
+      pollMs: 60_000,
+    });
+    await using writer = await openPostgresKv({
+      url: pg.primary.url,
+      namespace: "notify",
+      pollMs: 20,
+    });
+    const start = await writer.put("n/start", text.encode(""));
+    const watch = watchUntil(watcher, "n/", start, "n/end", 5_000);
+    // The writer notices the new watcher within its poll interval; until then, keep writing.
+    let i = 0;
+    await waitFor(
+      async () => {
+        await writer.put(`n/${i++}`, text.encode(""));
+        return watch.seen.length > 0;
+      },
+      { message: "the watcher saw nothing" },
+    );
+    const end = await writer.put("n/end", text.encode(""));
+    await watch.done;
+    expect(watch.seen.map(revisionOf).at(-1)).toBe(end);
+  });
+
+  it("replays to the final state with single writes and transactions over many keys", async () => {
+    await using kv = await openPostgresKv({ url: pg.primary.url, namespace: "mixed", pollMs: 20 });
+    const start = await kv.put("m/start", text.encode(""));
+    const watch = watchUntil(kv, "m/", start, "m/zz-end");
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, w) => {
+        for (let n = 0; n < 15; n++) {
+          const key = `m/${(w * 3 + n) % 20}`;
+          if (n % 5 === 4) {
+            // Over 64 keys: this one takes the namespace lock alone.
+            await kv.transaction({
+              writes: Array.from({ length: 80 }, (_, k) => ({
+                type: "put" as const,
+                key: `m/bulk/${String(k).padStart(2, "0")}`,
+                value: text.encode(`${w}-${n}`),
+              })),
+            });
+          } else if (n % 3 === 2) {
+            const current = await kv.get(key);
+            await kv
+              .compareAndSet(key, text.encode(`${w}-${n}`), current?.revision ?? 0)
+              .catch(() => undefined);
+          } else if (n % 7 === 6) await kv.delete(key);
+          else await kv.put(key, text.encode(`${w}-${n}`));
+        }
+      }),
+    );
+    await kv.put("m/zz-end", text.encode(""));
+    await watch.done;
+    const revisions = watch.seen.map(revisionOf);
+    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions);
+    const replayed = new Map<string, string>();
+    for (const e of watch.seen)
+      if (e.type === "put") replayed.set(e.entry.key, new TextDecoder().decode(e.entry.value));
+      else replayed.delete(e.key);
+    const state = new Map<string, string>();
+    for (let after: string | undefined = ""; after !== undefined;) {
+      const page = await kv.list("m/", { after, limit: 1_000 });
+      for (const e of page.entries) state.set(e.key, new TextDecoder().decode(e.value));
+      after = page.next;
+    }
+    state.delete("m/start");
+    expect(replayed).toEqual(state);
   });
 });
 

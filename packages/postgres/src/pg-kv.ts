@@ -61,46 +61,182 @@ function pgError(error: unknown, what: string): StrataError {
   });
 }
 
+/** Names of a namespace's tables, sequence, lock and functions. */
+interface Names {
+  readonly data: string;
+  readonly log: string;
+  readonly leases: string;
+  readonly seq: string;
+  readonly lockKey: string;
+  readonly fn: string;
+  readonly txnFn: string;
+  readonly horizonFn: string;
+}
+
 /**
- * The namespace's write function: lock, check, write, log, notify, in the caller's (implicit)
- * transaction, so a write costs one round trip. The transaction-scoped advisory lock makes
- * revisions commit in order, which keeps watches in revision order.
+ * Locks a writer takes, as SQL. A writer takes each key's own advisory lock (absent keys
+ * included) in one global order, then the namespace's advisory lock in shared mode, and holds
+ * both until it commits: writes to one key are serialised, writes to different keys commit in
+ * parallel and share WAL flushes. Lease sweeps and transactions over many keys take the
+ * namespace lock alone instead. (Older versions took the namespace lock alone for every write,
+ * so old and new writers still exclude each other correctly.) Holding the namespace lock from
+ * before its revisions are drawn until its commit is what lets watchers find a safe horizon.
  */
-function writeFunction(t: {
-  data: string;
-  log: string;
-  leases: string;
-  seq: string;
-  lockKey: string;
-  fn: string;
-}): string {
+const namespaceLock = (t: Names): string => `hashtext('${t.lockKey}')`;
+const keyLock = (t: Names, key: string): string => `hashtextextended('${t.lockKey}/' || ${key}, 0)`;
+
+/** A pg_locks condition (alias l) for holders of a single-key (bigint) advisory lock. */
+const holdsLock = (
+  lock: string,
+): string => `l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+    AND l.classid = ((${lock}::bigint >> 32) & 4294967295)::text::oid
+    AND l.objid = (${lock}::bigint & 4294967295)::text::oid`;
+
+/**
+ * Held in shared mode by the listening connection of every adapter that has watchers, so that
+ * writers notify other processes only when some process other than theirs is watching.
+ */
+const watchLock = (t: Names): string => `hashtext('${t.lockKey}/watch')`;
+
+/** Least time between two notifications of other processes' watchers, under steady writes. */
+const NOTIFY_GAP_MS = 5;
+
+/** Above this many keys a transaction takes the namespace lock alone, not one lock per key. */
+const MAX_KEY_LOCKS = 64;
+
+/**
+ * One write in one round trip: lock, check, write the row and its change-log entry. A refused
+ * write writes nothing, so it costs no WAL flush. Revisions may be left unused (a refused
+ * compare-and-set draws one): revisions increase, with gaps.
+ */
+function writeFunction(t: Names): string {
   return `CREATE OR REPLACE FUNCTION ${t.fn}(p_op text, p_key text, p_value bytea, p_lease text, p_expected bigint)
 RETURNS TABLE(outcome text, revision bigint, current_revision bigint) LANGUAGE plpgsql AS $fn$
 DECLARE cur bigint; rev bigint;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('${t.lockKey}'));
+  PERFORM pg_advisory_xact_lock(${keyLock(t, "p_key")});
+  PERFORM pg_advisory_xact_lock_shared(${namespaceLock(t)});
+  IF p_op = 'put' AND p_lease IS NULL AND (p_expected IS NULL OR p_expected > 0) THEN
+    -- The common case in one statement: update the row if it is there (at the expected
+    -- revision) and log the change. Otherwise a put creates the row with the same revision,
+    -- and a compare-and-set goes on to report the conflict (its revision stays unused).
+    rev := nextval('${t.seq}');
+    WITH changed AS (
+      UPDATE ${t.data} d SET value = p_value, revision = rev, lease = NULL
+      WHERE d.key = p_key AND (p_expected IS NULL OR d.revision = p_expected) RETURNING d.key)
+    INSERT INTO ${t.log} (revision, key, value) SELECT rev, changed.key, p_value FROM changed;
+    IF FOUND THEN RETURN QUERY SELECT 'ok'::text, rev, COALESCE(p_expected, 0); RETURN; END IF;
+    IF p_expected IS NULL THEN
+      INSERT INTO ${t.data} (key, value, revision, create_revision) VALUES (p_key, p_value, rev, rev);
+      INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_key, p_value);
+      RETURN QUERY SELECT 'ok'::text, rev, 0::bigint; RETURN;
+    END IF;
+  END IF;
   SELECT d.revision INTO cur FROM ${t.data} d WHERE d.key = p_key;
   cur := COALESCE(cur, 0);
   IF p_op = 'create' AND cur <> 0 THEN RETURN QUERY SELECT 'exists'::text, 0::bigint, cur; RETURN; END IF;
   IF p_expected IS NOT NULL AND cur <> p_expected THEN RETURN QUERY SELECT 'conflict'::text, 0::bigint, cur; RETURN; END IF;
+  IF p_op = 'delete' AND cur = 0 THEN RETURN QUERY SELECT 'absent'::text, 0::bigint, 0::bigint; RETURN; END IF;
+  IF p_op <> 'delete' AND p_lease IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.leases} l WHERE l.id = p_lease AND l.expires_at > now()) THEN
+    RETURN QUERY SELECT 'no-lease'::text, 0::bigint, cur; RETURN;
+  END IF;
+  rev := nextval('${t.seq}');
   IF p_op = 'delete' THEN
-    IF cur = 0 THEN RETURN QUERY SELECT 'absent'::text, 0::bigint, 0::bigint; RETURN; END IF;
-    rev := nextval('${t.seq}');
     DELETE FROM ${t.data} d WHERE d.key = p_key;
     INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_key, NULL);
   ELSE
-    IF p_lease IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.leases} l WHERE l.id = p_lease AND l.expires_at > now()) THEN
-      RETURN QUERY SELECT 'no-lease'::text, 0::bigint, cur; RETURN;
+    -- The key's lock is held: the row is there exactly when cur <> 0.
+    IF cur = 0 THEN
+      INSERT INTO ${t.data} (key, value, revision, create_revision, lease) VALUES (p_key, p_value, rev, rev, p_lease);
+    ELSE
+      UPDATE ${t.data} d SET value = p_value, revision = rev, lease = p_lease WHERE d.key = p_key;
     END IF;
-    rev := nextval('${t.seq}');
-    INSERT INTO ${t.data} AS d (key, value, revision, create_revision, lease) VALUES (p_key, p_value, rev, rev, p_lease)
-      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease;
     INSERT INTO ${t.log} (revision, key, value, lease) VALUES (rev, p_key, p_value, p_lease);
   END IF;
-  PERFORM pg_notify('${t.data}', '');
   RETURN QUERY SELECT 'ok'::text, rev, cur;
 END
 $fn$`;
+}
+
+/**
+ * A transaction in one round trip: the key locks in lock order (or the namespace lock alone for
+ * many keys), the checks in the order given, then one revision per effective write, in the
+ * order given (key order). Refused, it returns the failing check's or write's index (from 1)
+ * before writing anything.
+ */
+function transactionFunction(t: Names): string {
+  return `CREATE OR REPLACE FUNCTION ${t.txnFn}(p_check_keys text[], p_check_revisions bigint[], p_deletes boolean[], p_keys text[], p_values bytea[], p_leases text[])
+RETURNS TABLE(outcome text, last_revision bigint, failed_index integer, current_revision bigint) LANGUAGE plpgsql AS $fn$
+DECLARE cur bigint; rev bigint := 0; i integer; lock_id bigint;
+BEGIN
+  IF (SELECT count(DISTINCT k) FROM unnest(p_check_keys || p_keys) AS k) > ${MAX_KEY_LOCKS} THEN
+    PERFORM pg_advisory_xact_lock(${namespaceLock(t)});
+  ELSE
+    FOR lock_id IN SELECT DISTINCT ${keyLock(t, "k")} FROM unnest(p_check_keys || p_keys) AS k ORDER BY 1 LOOP
+      PERFORM pg_advisory_xact_lock(lock_id);
+    END LOOP;
+    PERFORM pg_advisory_xact_lock_shared(${namespaceLock(t)});
+  END IF;
+  FOR i IN 1 .. COALESCE(array_length(p_check_keys, 1), 0) LOOP
+    SELECT d.revision INTO cur FROM ${t.data} d WHERE d.key = p_check_keys[i];
+    cur := COALESCE(cur, 0);
+    IF cur <> p_check_revisions[i] THEN
+      RETURN QUERY SELECT 'conflict'::text, 0::bigint, i, cur; RETURN;
+    END IF;
+  END LOOP;
+  FOR i IN 1 .. COALESCE(array_length(p_keys, 1), 0) LOOP
+    IF p_leases[i] IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${t.leases} l WHERE l.id = p_leases[i] AND l.expires_at > now()) THEN
+      RETURN QUERY SELECT 'no-lease'::text, 0::bigint, i, 0::bigint; RETURN;
+    END IF;
+  END LOOP;
+  FOR i IN 1 .. COALESCE(array_length(p_keys, 1), 0) LOOP
+    IF p_deletes[i] AND NOT EXISTS (SELECT 1 FROM ${t.data} d WHERE d.key = p_keys[i]) THEN CONTINUE; END IF;
+    rev := nextval('${t.seq}');
+    IF p_deletes[i] THEN
+      DELETE FROM ${t.data} d WHERE d.key = p_keys[i];
+      INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_keys[i], NULL);
+    ELSE
+      INSERT INTO ${t.data} AS d (key, value, revision, create_revision, lease) VALUES (p_keys[i], p_values[i], rev, rev, p_leases[i])
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease;
+      INSERT INTO ${t.log} (revision, key, value, lease) VALUES (rev, p_keys[i], p_values[i], p_leases[i]);
+    END IF;
+  END LOOP;
+  IF rev = 0 THEN SELECT COALESCE(max(l.revision), 0) INTO rev FROM ${t.log} l; END IF;
+  RETURN QUERY SELECT 'ok'::text, rev, 0, 0::bigint;
+END
+$fn$`;
+}
+
+/**
+ * Where watchers may read up to. Writers commit in any order, so a watcher must not pass a
+ * revision that a running transaction could still commit. A writer holds the namespace lock
+ * from before it draws a revision until it has committed; so once every transaction that held
+ * the lock just after the sequence stood at V has ended, every revision up to V is final
+ * (committed or abandoned), and a later query sees all of those committed.
+ *
+ * The function reads the sequence, then (in a later statement) the transactions holding the
+ * namespace lock; the caller keeps the pair as a candidate and settles it when none of those
+ * transactions holds the lock any more. Only this namespace's writers count: a long
+ * transaction of another application does not hold watchers back.
+ */
+function horizonFunction(t: Names): string {
+  const lock = namespaceLock(t);
+  return `CREATE OR REPLACE FUNCTION ${t.horizonFn}()
+RETURNS TABLE(candidate bigint, writers text[]) LANGUAGE plpgsql AS $fn$
+DECLARE v bigint; w text[];
+BEGIN
+  SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO v FROM ${t.seq} q;
+  SELECT COALESCE(array_agg(l.virtualtransaction), '{}') INTO w FROM pg_locks l
+  WHERE ${holdsLock(lock)};
+  RETURN QUERY SELECT v, w;
+END
+$fn$`;
+}
+
+/** The bytes as a Buffer for the driver, without copying them. */
+function asBuffer(value: Uint8Array): Buffer {
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
 function escapeLike(prefix: string): string {
@@ -125,12 +261,20 @@ function toEntry(row: Row): KvEntry {
   return row.lease === null ? entry : { ...entry, lease: row.lease };
 }
 
+/** Result row of the horizon function. */
+interface HorizonRow {
+  candidate: string;
+  writers: string[];
+}
+
 /**
  * StrongKV on PostgreSQL: one table per namespace, a change log for watches, and a leases table.
- * Writes to a namespace take a transaction-scoped advisory lock, so revisions (from a sequence)
- * commit in order and watchers never see them out of order; each write commits with the log row
- * in one transaction. Reads go to the primary; stale reads to the standby when one is
- * configured. Leases are swept by every open adapter (the first to see an expiry deletes).
+ * Each write commits its row and its log entry in one transaction under its key's lock, so
+ * writes to different keys commit concurrently and share WAL flushes; revisions come from a
+ * sequence. Watchers read the log only up to a horizon below which no running transaction can
+ * still commit (see {@link horizonFunction}), so they see every change in revision order.
+ * Reads go to the primary; stale reads to the standby when one is configured. Leases are swept
+ * by every open adapter (the first to see an expiry deletes).
  */
 class PostgresKvStore implements StrongKV {
   readonly name = "postgres";
@@ -140,18 +284,25 @@ class PostgresKvStore implements StrongKV {
   private readonly clock: Clock;
   private readonly pollMs: number;
   private readonly retention: number;
-  private readonly t: {
-    data: string;
-    log: string;
-    leases: string;
-    seq: string;
-    lockKey: string;
-    fn: string;
-  };
+  private readonly t: Names;
   private readonly watchers = new Set<() => void>();
   private sweeper: Timer | undefined;
   private listener: pg.PoolClient | undefined;
   private closed = false;
+  /** Every revision up to this one is final: committed or abandoned. */
+  private safe = 0;
+  /** A candidate horizon waiting for the writers that held the lock when it was taken to end. */
+  private pending: { candidate: number; writers: ReadonlySet<string> } | undefined;
+  private horizonRun: Promise<number> | undefined;
+  private horizonNext: Promise<number> | undefined;
+  private retryTimer: Timer | undefined;
+  private retryMs = 1;
+  private notifying: Promise<void> | undefined;
+  private notifyAgain = false;
+  /** Whether another process has watchers on this namespace (see {@link watchLock}). */
+  private othersWatch = true;
+  private notifyTimer: Timer | undefined;
+  private notifyWait: (() => void) | undefined;
 
   constructor(options: PostgresKvOptions) {
     this.pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
@@ -172,6 +323,8 @@ class PostgresKvStore implements StrongKV {
       seq: `strata_kv_${ns}_rev`,
       lockKey: `strata_kv_${ns}`,
       fn: `strata_kv_${ns}_write`,
+      txnFn: `strata_kv_${ns}_txn`,
+      horizonFn: `strata_kv_${ns}_horizon`,
     };
     this.capabilities = {
       staleReads: this.standby !== undefined,
@@ -201,6 +354,8 @@ class PostgresKvStore implements StrongKV {
         `CREATE TABLE IF NOT EXISTS ${log} (revision bigint PRIMARY KEY, key text NOT NULL, value bytea, lease text)`,
       );
       await client.query(writeFunction(this.t));
+      await client.query(transactionFunction(this.t));
+      await client.query(horizonFunction(this.t));
       await client.query("COMMIT");
     } catch (error) {
       await client.query("ROLLBACK").catch(() => undefined);
@@ -209,10 +364,11 @@ class PostgresKvStore implements StrongKV {
       client.release();
     }
     this.listener = await this.pool.connect();
-    this.listener.on("notification", () => {
-      for (const wake of this.watchers) wake();
-    });
+    // Errors surface on the calls that use the pool; a lost listener only delays watchers.
+    this.listener.on("error", () => undefined);
+    this.listener.on("notification", () => this.wakeWatchers());
     await this.listener.query(`LISTEN ${this.t.data}`);
+    await this.lookForWatchers();
     this.scheduleSweep();
   }
 
@@ -221,8 +377,53 @@ class PostgresKvStore implements StrongKV {
     if (signal?.aborted === true) throw new StrataError("CANCELLED", "cancelled");
   }
 
-  /** Runs `fn` in a transaction that holds the namespace's write lock. */
-  private async write<T>(what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  private wakeWatchers(): void {
+    for (const wake of [...this.watchers]) wake();
+  }
+
+  /**
+   * After a commit: wakes this adapter's watchers, and other processes' through NOTIFY. The
+   * NOTIFY is sent after the commit, on its own: PostgreSQL serialises the commits of notifying
+   * transactions, which would stop writes from sharing WAL flushes. The first change notifies at
+   * once; changes while one is in flight are gathered into one more, at most every
+   * `NOTIFY_GAP_MS` (watchers read everything new whenever they wake). Nothing is sent while
+   * no other process watches the namespace (checked every poll interval; until a writer sees a
+   * new watcher, that watcher polls).
+   */
+  private changed(): void {
+    this.wakeWatchers();
+    if (!this.othersWatch) return;
+    if (this.notifying !== undefined) {
+      this.notifyAgain = true;
+      return;
+    }
+    this.notifying = (async () => {
+      for (let again = true; again && !this.closed;) {
+        this.notifyAgain = false;
+        const started = this.clock.monotonic();
+        // Nothing depends on the notification being durable: do not wait for a WAL flush.
+        await this.listener
+          ?.query(`SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`, [
+            this.t.data,
+          ])
+          .catch(() => undefined);
+        again = this.notifyAgain;
+        const gap = NOTIFY_GAP_MS - (this.clock.monotonic() - started);
+        if (again && gap > 0 && !this.closed) {
+          await new Promise<void>((resolve) => {
+            this.notifyTimer = this.clock.setTimer(resolve, gap);
+            this.notifyWait = resolve;
+          });
+          this.notifyTimer = undefined;
+          this.notifyWait = undefined;
+        }
+      }
+      this.notifying = undefined;
+    })();
+  }
+
+  /** Runs `fn` in a transaction that holds the namespace's write lock alone (lease sweeps). */
+  private async exclusive<T>(what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -231,10 +432,10 @@ class PostgresKvStore implements StrongKV {
     }
     try {
       await client.query("BEGIN");
-      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [this.t.lockKey]);
+      await client.query(`SELECT pg_advisory_xact_lock(${namespaceLock(this.t)})`);
       const result = await fn(client);
-      await client.query(`SELECT pg_notify('${this.t.data}', '')`);
       await client.query("COMMIT");
+      this.changed();
       return result;
     } catch (error) {
       await client.query("ROLLBACK").catch(() => undefined);
@@ -277,10 +478,7 @@ class PostgresKvStore implements StrongKV {
     }
   }
 
-  /**
-   * One write in one round trip: the namespace's write function takes the lock, checks the
-   * condition, writes the row and its log entry, and notifies watchers, in one transaction.
-   */
+  /** One write in one round trip, through the namespace's write function. */
   private async writeOne(
     op: "put" | "create" | "delete",
     key: string,
@@ -288,6 +486,7 @@ class PostgresKvStore implements StrongKV {
     lease: string | undefined,
     expected: number | undefined,
   ): Promise<{ outcome: string; revision: number; current: number }> {
+    let row: { outcome: string; revision: string; current_revision: string } | undefined;
     try {
       const r = await this.pool.query<{
         outcome: string;
@@ -296,21 +495,22 @@ class PostgresKvStore implements StrongKV {
       }>(`SELECT * FROM ${this.t.fn}($1::text, $2::text, $3::bytea, $4::text, $5::bigint)`, [
         op,
         key,
-        value === null ? null : Buffer.from(value),
+        value === null ? null : asBuffer(value),
         lease ?? null,
         expected ?? null,
       ]);
-      const row = r.rows[0];
-      if (row === undefined)
-        throw new StrataError("INTERNAL", `${op} ${key}: the write function returned nothing`);
-      return {
-        outcome: row.outcome,
-        revision: Number(row.revision),
-        current: Number(row.current_revision),
-      };
+      row = r.rows[0];
     } catch (error) {
       throw pgError(error, `${op} ${key}`);
     }
+    if (row === undefined)
+      throw new StrataError("INTERNAL", `${op} ${key}: the write function returned nothing`);
+    if (row.outcome === "ok") this.changed();
+    return {
+      outcome: row.outcome,
+      revision: Number(row.revision),
+      current: Number(row.current_revision),
+    };
   }
 
   private refuse(
@@ -382,6 +582,7 @@ class PostgresKvStore implements StrongKV {
   ): Promise<boolean> {
     this.check(options.signal);
     checkKey(key);
+    if (options.expectedRevision !== undefined) checkExpectedRevision(options.expectedRevision);
     const r = await this.writeOne("delete", key, null, undefined, options.expectedRevision);
     if (r.outcome === "absent") return false;
     if (r.outcome !== "ok")
@@ -414,55 +615,49 @@ class PostgresKvStore implements StrongKV {
   }
 
   /**
-   * Several writes in one SQL transaction under the namespace's write lock: the checks read
-   * the rows, the writes take consecutive revisions in key order, and watchers (which read the
-   * change log of committed transactions) see all of them or none.
+   * Several writes in one SQL transaction, in one round trip (the namespace's transaction
+   * function): the key locks, the checks, then one revision per write in key order. Watchers
+   * see all of them once the transaction commits, and nothing before.
    */
   async transaction(txn: KvTransaction, options: KvCallOptions = {}): Promise<number> {
     this.check(options.signal);
     const { checks, writes } = checkTransaction(txn);
-    const { data, log, leases, seq } = this.t;
-    return this.write("transaction", async (client) => {
-      for (const check of checks) {
-        const r = await client.query<{ revision: string }>(
-          `SELECT revision FROM ${data} WHERE key = $1`,
-          [check.key],
-        );
-        const current = Number(r.rows[0]?.revision ?? 0);
-        if (current !== check.revision) throw revisionConflict(check.key, current, check.revision);
+    let row:
+      | { outcome: string; last_revision: string; failed_index: number; current_revision: string }
+      | undefined;
+    try {
+      const r = await this.pool.query<NonNullable<typeof row>>(
+        `SELECT * FROM ${this.t.txnFn}($1::text[], $2::bigint[], $3::boolean[], $4::text[], $5::bytea[], $6::text[])`,
+        [
+          checks.map((c) => c.key),
+          checks.map((c) => c.revision),
+          writes.map((w) => w.type === "delete"),
+          writes.map((w) => w.key),
+          writes.map((w) => (w.type === "put" ? asBuffer(w.value) : null)),
+          writes.map((w) => (w.type === "put" ? (w.lease ?? null) : null)),
+        ],
+      );
+      row = r.rows[0];
+    } catch (error) {
+      throw pgError(error, "transaction");
+    }
+    if (row === undefined)
+      throw new StrataError("INTERNAL", "transaction: the transaction function returned nothing");
+    switch (row.outcome) {
+      case "ok":
+        this.changed();
+        return Number(row.last_revision);
+      case "conflict": {
+        const check = checks[row.failed_index - 1];
+        if (check === undefined) break;
+        throw revisionConflict(check.key, Number(row.current_revision), check.revision);
       }
-      let last = 0;
-      for (const write of writes) {
-        if (write.type === "delete") {
-          const r = await client.query(`SELECT 1 FROM ${data} WHERE key = $1`, [write.key]);
-          if (r.rows.length > 0) last = await this.removeKey(client, write.key);
-          continue;
-        }
-        if (write.lease !== undefined) {
-          const l = await client.query(
-            `SELECT 1 FROM ${leases} WHERE id = $1 AND expires_at > now()`,
-            [write.lease],
-          );
-          if (l.rows.length === 0) throw leaseNotFound(write.lease);
-        }
-        const rev = await client.query<{ r: string }>(`SELECT nextval('${seq}') AS r`);
-        last = Number(rev.rows[0]?.r);
-        await client.query(
-          `INSERT INTO ${data} AS d (key, value, revision, create_revision, lease) VALUES ($1, $2, $3, $3, $4)
-           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease`,
-          [write.key, Buffer.from(write.value), last, write.lease ?? null],
-        );
-        await client.query(
-          `INSERT INTO ${log} (revision, key, value, lease) VALUES ($1, $2, $3, $4)`,
-          [last, write.key, Buffer.from(write.value), write.lease ?? null],
-        );
+      case "no-lease": {
+        const write = writes[row.failed_index - 1];
+        throw leaseNotFound(write?.type === "put" ? write.lease : undefined);
       }
-      if (last === 0) {
-        const r = await client.query<{ r: string | null }>(`SELECT max(revision) AS r FROM ${log}`);
-        last = Number(r.rows[0]?.r ?? 0);
-      }
-      return last;
-    });
+    }
+    throw new StrataError("INTERNAL", `transaction answered ${row.outcome}`);
   }
 
   async revision(options: KvCallOptions = {}): Promise<number> {
@@ -477,52 +672,126 @@ class PostgresKvStore implements StrongKV {
     }
   }
 
+  // ---- watches ---------------------------------------------------------------------------------
+
+  /**
+   * The newest revision up to which every transaction has ended, from a horizon query that
+   * starts after this call (concurrent callers share one). See {@link horizonFunction}.
+   */
+  private horizon(): Promise<number> {
+    if (this.horizonRun === undefined) {
+      this.horizonRun = this.advanceHorizon().finally(() => (this.horizonRun = undefined));
+      return this.horizonRun;
+    }
+    this.horizonNext ??= this.horizonRun
+      .catch(() => undefined)
+      .then(() => {
+        this.horizonNext = undefined;
+        return this.horizon();
+      });
+    return this.horizonNext;
+  }
+
+  private async advanceHorizon(): Promise<number> {
+    const r = await this.pool.query<HorizonRow>(`SELECT * FROM ${this.t.horizonFn}()`);
+    const row = r.rows[0];
+    if (row === undefined)
+      throw new StrataError("INTERNAL", "the horizon function returned nothing");
+    const candidate = Number(row.candidate);
+    const pending = this.pending;
+    if (pending !== undefined && !row.writers.some((w) => pending.writers.has(w))) {
+      this.safe = Math.max(this.safe, pending.candidate);
+      this.pending = undefined;
+    }
+    if (row.writers.length === 0) {
+      this.safe = Math.max(this.safe, candidate);
+      this.pending = undefined;
+    } else if (this.pending === undefined && candidate > this.safe) {
+      this.pending = { candidate, writers: new Set(row.writers) };
+    }
+    this.retryHorizon();
+    return this.safe;
+  }
+
+  /**
+   * While a candidate waits, wake the watchers again soon (1 ms, doubling up to the poll
+   * interval): its transactions may end without a commit of ours to wake them.
+   */
+  private retryHorizon(): void {
+    if (this.pending === undefined) {
+      this.retryMs = 1;
+      return;
+    }
+    if (this.retryTimer !== undefined || this.closed || this.watchers.size === 0) return;
+    const ms = this.retryMs;
+    this.retryMs = Math.min(this.pollMs, ms * 2);
+    this.retryTimer = this.clock.setTimer(() => {
+      this.retryTimer = undefined;
+      this.wakeWatchers();
+    }, ms);
+  }
+
+  /** Takes or drops the watch lock on the listening connection (queries run in order there). */
+  private announceWatching(watching: boolean): void {
+    const fn = watching ? "pg_advisory_lock_shared" : "pg_advisory_unlock_shared";
+    void this.listener?.query(`SELECT ${fn}(${watchLock(this.t)})`).catch(() => undefined);
+  }
+
+  /** Whether a process other than this one watches the namespace; on error, assume one does. */
+  private async lookForWatchers(): Promise<void> {
+    try {
+      const r = await this.listener?.query<{ others: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE ${holdsLock(watchLock(this.t))}
+           AND l.pid <> pg_backend_pid()) AS others`,
+      );
+      this.othersWatch = r?.rows[0]?.others ?? true;
+    } catch {
+      this.othersWatch = true;
+    }
+  }
+
   watch(
     prefix: string,
     options: KvCallOptions & { readonly fromRevision?: number } = {},
   ): AsyncIterable<KvEvent> {
     this.check(options.signal);
     checkPrefix(prefix);
-    let wake: (() => void) | undefined;
+    // Set by a wake that comes while the watcher is querying, so it is not lost.
+    let woken = false;
+    let resume: (() => void) | undefined;
+    const wake = (): void => {
+      woken = true;
+      resume?.();
+    };
     const queue = new EventQueue<KvEvent>({
       ...(options.signal === undefined ? {} : { signal: options.signal }),
       onClose: () => {
-        if (wake !== undefined) this.watchers.delete(wake);
-        wake?.();
+        this.watchers.delete(wake);
+        if (this.watchers.size === 0) this.announceWatching(false);
+        wake();
       },
     });
+    this.watchers.add(wake);
+    if (this.watchers.size === 1) this.announceWatching(true);
     void (async () => {
       try {
-        let after = options.fromRevision ?? (await this.revision());
-        if (options.fromRevision !== undefined) {
-          const oldest = await this.pool.query<{ r: string | null }>(
-            `SELECT min(revision) AS r FROM ${this.t.log}`,
-          );
-          const min =
-            oldest.rows[0]?.r === null || oldest.rows[0] === undefined
-              ? undefined
-              : Number(oldest.rows[0].r);
-          if (min !== undefined && after < min - 1) {
-            throw new StrataError(
-              "OUT_OF_RANGE",
-              `revision ${after} is compacted; the oldest watchable is ${min - 1}`,
-              {
-                details: { fromRevision: after, oldest: min - 1 },
-              },
-            );
-          }
-        }
+        let after = options.fromRevision ?? (await this.lastAllocated());
+        if (options.fromRevision !== undefined) await this.checkWatchable(after);
         let done = false;
         options.signal?.addEventListener("abort", () => (done = true), { once: true });
         while (!done && !this.closed) {
+          woken = false;
+          const horizon = await this.horizon();
           const r = await this.pool.query<{
             revision: string;
             key: string;
             value: Buffer | null;
             lease: string | null;
           }>(
-            `SELECT revision, key, value, lease FROM ${this.t.log} WHERE revision > $1 AND key LIKE $2 ESCAPE '\\' ORDER BY revision LIMIT 1000`,
-            [after, `${escapeLike(prefix)}%`],
+            `SELECT revision, key, value, lease FROM ${this.t.log}
+             WHERE revision > $1 AND revision <= $2 AND key LIKE $3 ESCAPE '\\'
+             ORDER BY revision LIMIT 1000`,
+            [after, horizon, `${escapeLike(prefix)}%`],
           );
           for (const row of r.rows) {
             const revision = Number(row.revision);
@@ -537,16 +806,17 @@ class PostgresKvStore implements StrongKV {
             }
           }
           if (r.rows.length === 1000) continue;
-          // Without a matching row, the newest revision overall is still a safe place to resume.
+          // Everything up to the horizon is final and read: resume from there.
+          after = Math.max(after, horizon);
+          if (woken || done || this.closed) continue;
           await new Promise<void>((resolve) => {
             const timer = this.clock.setTimer(resolve, this.pollMs);
-            wake = () => {
+            resume = () => {
               timer.clear();
-              if (wake !== undefined) this.watchers.delete(wake);
               resolve();
             };
-            this.watchers.add(wake);
           });
+          resume = undefined;
         }
         queue.end();
       } catch (error) {
@@ -554,6 +824,32 @@ class PostgresKvStore implements StrongKV {
       }
     })();
     return queue;
+  }
+
+  /** The sequence's last value: no write that starts later can take a revision at or below it. */
+  private async lastAllocated(): Promise<number> {
+    const r = await this.pool.query<{ v: string }>(
+      `SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS v FROM ${this.t.seq}`,
+    );
+    return Number(r.rows[0]?.v ?? 0);
+  }
+
+  /** OUT_OF_RANGE if the log no longer holds the changes after `after`. */
+  private async checkWatchable(after: number): Promise<void> {
+    const oldest = await this.pool.query<{ r: string | null }>(
+      `SELECT min(revision) AS r FROM ${this.t.log}`,
+    );
+    const min =
+      oldest.rows[0]?.r === null || oldest.rows[0] === undefined
+        ? undefined
+        : Number(oldest.rows[0].r);
+    if (min !== undefined && after < min - 1) {
+      throw new StrataError(
+        "OUT_OF_RANGE",
+        `revision ${after} is compacted; the oldest watchable is ${min - 1}`,
+        { details: { fromRevision: after, oldest: min - 1 } },
+      );
+    }
   }
 
   // ---- leases ----------------------------------------------------------------------------------
@@ -593,9 +889,12 @@ class PostgresKvStore implements StrongKV {
     if (ended === 0) throw leaseNotFound(lease);
   }
 
-  /** Deletes matching leases and their keys (each delete logged); returns how many leases ended. */
+  /**
+   * Deletes matching leases and their keys (each delete logged); returns how many leases ended.
+   * Under the namespace lock alone: no write that could attach a key to an ending lease runs.
+   */
   private endLeases(where: string, params: unknown[]): Promise<number> {
-    return this.write("end leases", async (c) => {
+    return this.exclusive("end leases", async (c) => {
       // Keys first: deleting a lease row sets its keys' lease column to NULL.
       const ending = await c.query<{ id: string }>(
         `SELECT id FROM ${this.t.leases} WHERE ${where} FOR UPDATE`,
@@ -623,8 +922,13 @@ class PostgresKvStore implements StrongKV {
   }
 
   private async sweep(): Promise<void> {
+    await this.lookForWatchers();
     try {
-      await this.endLeases("expires_at <= now()", []);
+      // Look first: ending leases takes the namespace lock alone, which pauses every writer.
+      const expired = await this.pool.query(
+        `SELECT 1 FROM ${this.t.leases} WHERE expires_at <= now() LIMIT 1`,
+      );
+      if (expired.rows.length > 0) await this.endLeases("expires_at <= now()", []);
       await this.pool.query(
         `DELETE FROM ${this.t.log} WHERE revision < (SELECT max(revision) FROM ${this.t.log}) - $1`,
         [this.retention],
@@ -642,7 +946,11 @@ class PostgresKvStore implements StrongKV {
     if (this.closed) return;
     this.closed = true;
     this.sweeper?.clear();
-    for (const wake of [...this.watchers]) wake();
+    this.retryTimer?.clear();
+    this.wakeWatchers();
+    this.notifyTimer?.clear();
+    this.notifyWait?.();
+    await this.notifying;
     this.listener?.release();
     await this.pool.end();
     await this.standby?.end();

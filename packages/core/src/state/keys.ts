@@ -121,6 +121,10 @@ export function checkTransaction(txn: KvTransaction): {
       `a transaction carries at most ${MAX_TXN_WRITES} writes and ${MAX_TXN_WRITES} checks`,
     );
   }
+  const isRecord = (value: unknown): boolean => typeof value === "object" && value !== null;
+  if (!checks.every(isRecord) || !txn.writes.every(isRecord)) {
+    throw new StrataError("INVALID_ARGUMENT", "every check and write must be an object");
+  }
   for (const check of checks) {
     checkKey(check.key);
     checkExpectedRevision(check.revision);

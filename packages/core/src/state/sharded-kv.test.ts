@@ -101,4 +101,56 @@ describe("ShardedKv", () => {
       expect(holders, key).toBe(1);
     }
   });
+  it("runs a transaction whose keys share a slot on the slot's group, and refuses one across slots", async () => {
+    const enc = (v: string): Uint8Array => new TextEncoder().encode(v);
+    const groups = await Promise.all(
+      ["a", "b"].map(async (id) => ({ id, region: "eu", kv: await store() })),
+    );
+    await using sharded = new ShardedKv(groups);
+    expect(sharded.capabilities.transactions).toBe(true);
+    // A second key in the slot of "acct/0", and one in another slot.
+    let same = 1;
+    while (slotOf(`acct/${same}`) !== slotOf("acct/0")) same++;
+    let other = 1;
+    while (slotOf(`acct/${other}`) === slotOf("acct/0")) other++;
+    const base = await sharded.put("acct/0", enc("10"));
+    const revision = await sharded.transaction({
+      checks: [{ key: "acct/0", revision: base }],
+      writes: [
+        { type: "put", key: "acct/0", value: enc("7") },
+        { type: "put", key: `acct/${same}`, value: enc("3") },
+      ],
+    });
+    const owner = sharded.groupOf("acct/0").kv;
+    expect((await owner.get(`acct/${same}`))?.revision).toBe(revision);
+    await expect(
+      sharded.transaction({
+        writes: [
+          { type: "put", key: "acct/0", value: enc("0") },
+          { type: "put", key: `acct/${other}`, value: enc("10") },
+        ],
+      }),
+    ).rejects.toMatchObject({ code: "UNIMPLEMENTED", message: /span 2 shard slots/ });
+    expect(new TextDecoder().decode((await sharded.get("acct/0"))?.value)).toBe("7");
+    expect(await sharded.get(`acct/${other}`)).toBeUndefined();
+    await expect(sharded.transaction({ writes: "x" } as never)).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+  });
+
+  it("declares transactions only when every group has them", async () => {
+    const kv = await store();
+    // The same store, claiming no transactions (as a NATS KV group would).
+    const without = new Proxy(kv, {
+      get: (target, property, receiver): unknown =>
+        property === "capabilities"
+          ? { ...target.capabilities, transactions: false }
+          : Reflect.get(target, property, receiver),
+    });
+    await using sharded = new ShardedKv([
+      { id: "a", region: "eu", kv: await store() },
+      { id: "b", region: "eu", kv: without },
+    ]);
+    expect(sharded.capabilities.transactions).toBe(false);
+  });
 });

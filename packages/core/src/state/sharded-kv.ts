@@ -1,4 +1,4 @@
-import { StrataError } from "../errors/index.js";
+import { StrataError, toStrataError } from "../errors/index.js";
 import type {
   KvCallOptions,
   KvCapabilities,
@@ -84,18 +84,26 @@ export class ShardedKv implements StrongKV {
   /**
    * A transaction whose keys (checks and writes) all hash to one slot runs on that slot's group,
    * if the group has transactions; keys spread over slots fail with UNIMPLEMENTED, since groups
-   * cannot commit together.
+   * cannot commit together. One slot, not one group: slots move between groups when groups are
+   * added, so a transaction that two slots of one group could take today would fail tomorrow.
    */
   transaction(txn: KvTransaction, options?: KvCallOptions): Promise<number> {
-    const { checks, writes } = checkTransaction(txn);
-    const keys = [...checks.map((c) => c.key), ...writes.map((w) => w.key)];
+    let keys: string[];
+    try {
+      const { checks, writes } = checkTransaction(txn);
+      keys = [...checks.map((c) => c.key), ...writes.map((w) => w.key)];
+    } catch (error) {
+      return Promise.reject(toStrataError(error));
+    }
     const first = keys[0];
     if (first === undefined) return this.revision(options);
-    if (keys.some((key) => slotOf(key) !== slotOf(first))) {
+    const slots = [...new Set(keys.map(slotOf))];
+    if (slots.length > 1) {
       return Promise.reject(
         new StrataError(
           "UNIMPLEMENTED",
-          "a transaction on a sharded store must keep all its keys in one slot",
+          `the keys of this transaction span ${slots.length} shard slots; a sharded store commits a transaction only when all its keys hash to one slot`,
+          { details: { slots: slots.slice(0, 10) } },
         ),
       );
     }

@@ -15,6 +15,31 @@ export interface StrongKvFixture {
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array | undefined): string | undefined =>
   b === undefined ? undefined : new TextDecoder().decode(b);
+const keyOf = (e: KvEvent): string => (e.type === "put" ? e.entry.key : e.key);
+const revisionOf = (e: KvEvent): number => (e.type === "put" ? e.entry.revision : e.revision);
+
+/**
+ * Watches `prefix` after `fromRevision` until an event satisfies `last` (which is kept), or for
+ * 20 s at most (the caller's assertions then show what was missing); resolves with every event
+ * seen, in delivery order.
+ */
+function collect(
+  kv: StrongKV,
+  prefix: string,
+  fromRevision: number,
+  last: (event: KvEvent) => boolean,
+): Promise<KvEvent[]> {
+  const controller = new AbortController();
+  const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(20_000)]);
+  const events: KvEvent[] = [];
+  return (async () => {
+    for await (const event of kv.watch(prefix, { fromRevision, signal })) {
+      events.push(event);
+      if (last(event)) controller.abort();
+    }
+    return events;
+  })();
+}
 
 /**
  * The StrongKV conformance suite: every adapter of the port must pass it. Declares a vitest
@@ -293,8 +318,11 @@ export function describeStrongKvConformance(name: string, fixture: StrongKvFixtu
       expect(dec(a?.value)).toBe("a1");
       expect(dec(created?.value)).toBe("n");
       expect(await kv.get("t/gone")).toBeUndefined();
-      expect(Math.max(a?.revision ?? 0, created?.revision ?? 0)).toBeLessThanOrEqual(revision);
-      expect(a?.revision).not.toBe(created?.revision);
+      // One revision per write, increasing in key order (t/a, t/gone, t/new); the last returned.
+      expect(a?.revision).toBeGreaterThan(gone);
+      expect(created?.revision).toBeGreaterThan(a?.revision ?? Infinity);
+      expect(created?.revision).toBe(revision);
+      expect(created?.createRevision ?? revision).toBe(revision);
       // A failed check: nothing is written, and the error names the key.
       const error = await kv
         .transaction({
@@ -316,13 +344,161 @@ export function describeStrongKvConformance(name: string, fixture: StrongKvFixtu
       expect(await kv.get("t/other")).toBeUndefined();
       await kv.put("t/z", enc("z"));
       await watching;
-      // The watch sees the transaction's writes in key order, before the later put.
-      const keys = events.map((e) => (e.type === "put" ? e.entry.key : e.key));
-      expect(keys).toEqual(["t/a", "t/gone", "t/new", "t/z"]);
+      // The watch sees the transaction's writes in key order, before the later put, and nothing
+      // of the failed one.
+      expect(events.map(keyOf)).toEqual(["t/a", "t/gone", "t/new", "t/z"]);
       expect(events[1]?.type).toBe("delete");
+      expect(events.slice(0, 3).map(revisionOf)).toEqual([
+        a?.revision,
+        revisionOf(events[1] as KvEvent),
+        revision,
+      ]);
+      const revisions = events.map(revisionOf);
+      expect([...revisions].sort((x, y) => x - y)).toEqual(revisions);
     });
 
-    it("lets one of two conflicting transactions win", async () => {
+    it("creates if absent, deletes and checks inside transactions", async () => {
+      await using kv = await fixture.open();
+      if (!kv.capabilities.transactions) return;
+      // Create-if-absent: a check at revision 0.
+      const created = await kv.transaction({
+        checks: [{ key: "tc/x", revision: 0 }],
+        writes: [{ type: "put", key: "tc/x", value: enc("1") }],
+      });
+      const again = await kv
+        .transaction({
+          checks: [{ key: "tc/x", revision: 0 }],
+          writes: [
+            { type: "put", key: "tc/x", value: enc("2") },
+            { type: "put", key: "tc/y", value: enc("2") },
+          ],
+        })
+        .catch((e: unknown) => e);
+      expect(isStrataError(again, "FAILED_PRECONDITION")).toBe(true);
+      expect((again as { details: Record<string, unknown> }).details).toMatchObject({
+        key: "tc/x",
+        currentRevision: created,
+      });
+      expect(await kv.get("tc/y")).toBeUndefined();
+      // The first failing check is reported, in the order given.
+      const first = await kv
+        .transaction({
+          checks: [
+            { key: "tc/absent", revision: 7 },
+            { key: "tc/x", revision: 0 },
+          ],
+          writes: [{ type: "delete", key: "tc/x" }],
+        })
+        .catch((e: unknown) => e);
+      expect((first as { details: Record<string, unknown> }).details).toMatchObject({
+        key: "tc/absent",
+        currentRevision: 0,
+      });
+      expect((await kv.get("tc/x"))?.revision).toBe(created);
+      // A delete of an absent key takes no revision; a delete of a present one does.
+      const deleted = await kv.transaction({
+        checks: [{ key: "tc/x", revision: created }],
+        writes: [
+          { type: "delete", key: "tc/x" },
+          { type: "delete", key: "tc/never" },
+        ],
+      });
+      expect(deleted).toBeGreaterThan(created);
+      expect(await kv.get("tc/x")).toBeUndefined();
+      expect(await kv.revision()).toBeGreaterThanOrEqual(deleted);
+      // Checks alone (or only no-op writes) change nothing and answer the current revision.
+      const nothing = await kv.transaction({
+        checks: [{ key: "tc/x", revision: 0 }],
+        writes: [{ type: "delete", key: "tc/never" }],
+      });
+      expect(nothing).toBeGreaterThanOrEqual(deleted);
+      expect(await kv.get("tc/never")).toBeUndefined();
+      // Recreated after the delete: a new create revision.
+      const recreated = await kv.transaction({
+        checks: [{ key: "tc/x", revision: 0 }],
+        writes: [{ type: "put", key: "tc/x", value: enc("3") }],
+      });
+      const entry = await kv.get("tc/x");
+      expect(entry?.revision).toBe(recreated);
+      expect(entry?.createRevision ?? recreated).toBe(recreated);
+      if (kv.capabilities.leases) {
+        const lease = await kv.grantLease(60_000);
+        await kv.transaction({
+          writes: [
+            { type: "put", key: "tc/leased", value: enc("l"), lease },
+            { type: "put", key: "tc/plain", value: enc("p") },
+          ],
+        });
+        expect((await kv.get("tc/leased"))?.lease).toBe(lease);
+        await expect(
+          kv.transaction({
+            writes: [
+              { type: "put", key: "tc/other", value: enc("o") },
+              { type: "put", key: "tc/orphan", value: enc("o"), lease: "lease-none" },
+            ],
+          }),
+        ).rejects.toMatchObject({ code: "NOT_FOUND" });
+        expect(await kv.get("tc/other")).toBeUndefined();
+        await kv.revokeLease(lease);
+        expect(await kv.get("tc/leased")).toBeUndefined();
+        expect(dec((await kv.get("tc/plain"))?.value)).toBe("p");
+      }
+    });
+
+    it("keeps an invariant under concurrent transactions, and a watch replays to the same state", async () => {
+      await using kv = await fixture.open();
+      if (!kv.capabilities.transactions) return;
+      const accounts = 4;
+      let start = 0;
+      for (let i = 0; i < accounts; i++) start = await kv.put(`bank/acct/${i}`, enc("100"));
+      const watched = collect(kv, "bank/", start, (e) => keyOf(e) === "bank/zz-end");
+      let transfers = 0;
+      const worker = async (w: number): Promise<void> => {
+        for (let n = 0; n < 12;) {
+          const from = `bank/acct/${(w + n) % accounts}`;
+          const to = `bank/acct/${(w + n + 1 + (n % 2)) % accounts}`;
+          const [a, b] = await Promise.all([kv.get(from), kv.get(to)]);
+          if (a === undefined || b === undefined) throw new Error("an account vanished");
+          try {
+            await kv.transaction({
+              checks: [
+                { key: from, revision: a.revision },
+                { key: to, revision: b.revision },
+              ],
+              writes: [
+                { type: "put", key: from, value: enc(String(Number(dec(a.value)) - 1)) },
+                { type: "put", key: to, value: enc(String(Number(dec(b.value)) + 1)) },
+                { type: "put", key: `bank/log/${w}-${n}`, value: enc(`${from} ${to}`) },
+              ],
+            });
+            transfers++;
+            n++;
+          } catch (error) {
+            // Another transfer moved one of the accounts first: read again and retry.
+            if (!isStrataError(error, "FAILED_PRECONDITION")) throw error;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 6 }, (_, w) => worker(w)));
+      await kv.put("bank/zz-end", enc(""));
+      const events = await watched;
+      expect(transfers).toBe(72);
+      const balances = await kv.list("bank/acct/");
+      const total = balances.entries.reduce((sum, e) => sum + Number(dec(e.value)), 0);
+      expect(total).toBe(accounts * 100);
+      expect((await kv.list("bank/log/")).entries).toHaveLength(transfers);
+      // Replaying the watch gives the same state, and revisions never go back.
+      const revisions = events.map(revisionOf);
+      expect([...revisions].sort((x, y) => x - y)).toEqual(revisions);
+      const replayed = new Map<string, string>();
+      for (const e of events)
+        if (e.type === "put") replayed.set(e.entry.key, dec(e.entry.value) ?? "");
+        else replayed.delete(e.key);
+      for (const e of balances.entries) expect(replayed.get(e.key), e.key).toBe(dec(e.value));
+      expect([...replayed.keys()].filter((k) => k.startsWith("bank/log/"))).toHaveLength(transfers);
+    });
+
+    it("lets exactly one of several conflicting transactions win", async () => {
       await using kv = await fixture.open();
       if (!kv.capabilities.transactions) return;
       const base = await kv.put("race/k", enc("0"));
@@ -339,9 +515,9 @@ export function describeStrongKvConformance(name: string, fixture: StrongKvFixtu
             () => "won",
             (e: unknown) => (isStrataError(e, "FAILED_PRECONDITION") ? "lost" : String(e)),
           );
-      const results = await Promise.all([attempt("x"), attempt("y"), attempt("z")]);
+      const results = await Promise.all(["p", "q", "r", "s", "t", "u", "v", "w"].map(attempt));
       expect(results.filter((r) => r === "won")).toHaveLength(1);
-      expect(results.filter((r) => r === "lost")).toHaveLength(2);
+      expect(results.filter((r) => r === "lost")).toHaveLength(7);
       const winner = dec((await kv.get("race/k"))?.value) as string;
       expect((await kv.list("race/by-")).entries.map((e) => e.key)).toEqual([`race/by-${winner}`]);
     });
@@ -360,7 +536,14 @@ export function describeStrongKvConformance(name: string, fixture: StrongKvFixtu
           ],
         },
         { checks: [{ key: "k", revision: -1 }], writes: [] },
+        { checks: [{ key: "k", revision: 1.5 }], writes: [] },
+        { checks: [{ key: "k*", revision: 0 }], writes: [] },
+        { checks: "k", writes: [] },
         { writes: Array.from({ length: 1_001 }, (_, i) => ({ type: "delete", key: `k${i}` })) },
+        {
+          checks: Array.from({ length: 1_001 }, (_, i) => ({ key: `k${i}`, revision: 0 })),
+          writes: [],
+        },
       ];
       for (const txn of bad) {
         const error = await kv.transaction(txn as never).catch((e: unknown) => e);
@@ -368,6 +551,57 @@ export function describeStrongKvConformance(name: string, fixture: StrongKvFixtu
           true,
         );
       }
+      expect(await kv.get("k")).toBeUndefined();
+      // Exactly the limit is fine.
+      if (kv.capabilities.transactions) {
+        const writes = Array.from({ length: 1_000 }, (_, i) => ({
+          type: "put" as const,
+          key: `max/${String(i).padStart(4, "0")}`,
+          value: enc(String(i)),
+        }));
+        const revision = await kv.transaction({ writes });
+        expect((await kv.get("max/0999"))?.revision).toBe(revision);
+        expect((await kv.list("max/")).entries).toHaveLength(1_000);
+      }
+    });
+
+    it("watches every write of concurrent writers exactly once, in revision order", async () => {
+      await using kv = await fixture.open();
+      const start = await kv.put("cw/start", enc(""));
+      const watched = collect(kv, "cw/", start, (e) => keyOf(e) === "cw/zz-end");
+      const acknowledged = new Map<string, number>();
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, w) => {
+          const present = new Set<string>();
+          for (let n = 0; n < 25; n++) {
+            const key = `cw/${w}/${n % 5}`;
+            if (n % 7 === 6 && present.has(key)) {
+              expect(await kv.delete(key)).toBe(true);
+              present.delete(key);
+              acknowledged.set(`${key} deleted ${n}`, 0);
+            } else {
+              acknowledged.set(`${key} ${n}`, await kv.put(key, enc(`${w}-${n}`)));
+              present.add(key);
+            }
+          }
+        }),
+      );
+      const end = await kv.put("cw/zz-end", enc(""));
+      const events = await watched;
+      const revisions = events.map(revisionOf);
+      expect(new Set(revisions).size).toBe(revisions.length);
+      expect([...revisions].sort((x, y) => x - y)).toEqual(revisions);
+      expect(revisions.at(-1)).toBe(end);
+      const puts = new Set(
+        events.filter((e) => e.type === "put").map((e) => `${keyOf(e)}@${revisionOf(e)}`),
+      );
+      for (const [what, revision] of acknowledged) {
+        if (revision === 0) continue;
+        expect(puts.has(`${what.split(" ")[0] ?? ""}@${revision}`), what).toBe(true);
+      }
+      const deletes = [...acknowledged.values()].filter((r) => r === 0).length;
+      expect(events.filter((e) => e.type === "delete")).toHaveLength(deletes);
+      expect(events).toHaveLength(acknowledged.size + 1);
     });
   });
 }

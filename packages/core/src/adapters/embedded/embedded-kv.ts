@@ -27,6 +27,7 @@ import {
 } from "../../state/keys.js";
 import {
   AppendLog,
+  MAX_RECORD_BYTES,
   recoverLog,
   removeIfExists,
   syncDirectory,
@@ -49,12 +50,31 @@ export interface EmbeddedKvOptions {
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
+/**
+ * Encodes a log record, refusing one the log could not take before anything changes in memory
+ * (a refused append would otherwise leave memory ahead of the disk).
+ */
+function pack(record: unknown[]): Uint8Array {
+  const payload = packr.pack(record);
+  if (payload.length > MAX_RECORD_BYTES) {
+    throw new StrataError(
+      "RESOURCE_EXHAUSTED",
+      `a write of ${payload.length} bytes is over the ${MAX_RECORD_BYTES}-byte limit of one log record`,
+      { details: { bytes: payload.length, limit: MAX_RECORD_BYTES } },
+    );
+  }
+  return payload;
+}
+
 const PUT = 1;
 const DELETE = 2;
 const LEASE = 3;
 const REVOKE = 4;
 /** Several puts and deletes in one record: all or nothing after a crash. */
 const TXN = 5;
+
+/** A put in the log: key, value, revision, create revision, lease. */
+type PutRecord = [number, string, Uint8Array, number, number, string | null];
 
 interface Lease {
   readonly id: string;
@@ -173,14 +193,7 @@ class EmbeddedKvStore implements StrongKV {
     const record = packr.unpack(payload) as unknown[];
     switch (record[0]) {
       case PUT: {
-        const [, key, value, revision, createRevision, lease] = record as [
-          number,
-          string,
-          Uint8Array,
-          number,
-          number,
-          string | null,
-        ];
+        const [, key, value, revision, createRevision, lease] = record as PutRecord;
         if (revision <= floor) return;
         this.applyPut(key, value, revision, createRevision, lease ?? undefined);
         return;
@@ -207,14 +220,7 @@ class EmbeddedKvStore implements StrongKV {
         const [, writes] = record as [number, unknown[][]];
         for (const write of writes) {
           if (write[0] === PUT) {
-            const [, key, value, revision, createRevision, lease] = write as [
-              number,
-              string,
-              Uint8Array,
-              number,
-              number,
-              string | null,
-            ];
+            const [, key, value, revision, createRevision, lease] = write as PutRecord;
             if (revision > floor) {
               this.applyPut(key, value, revision, createRevision, lease ?? undefined);
             }
@@ -273,13 +279,13 @@ class EmbeddedKvStore implements StrongKV {
     if (signal?.aborted === true) throw new StrataError("CANCELLED", "cancelled");
   }
 
-  /** Appends a record and, once durable, publishes the event; keeps the per-key read barrier. */
+  /** Appends a record and, once durable, publishes the events; keeps the per-key read barrier. */
   private commit(
     key: string | readonly string[] | undefined,
-    record: unknown[],
+    payload: Uint8Array,
     event: KvEvent | readonly KvEvent[] | undefined,
   ): Promise<void> {
-    const durable = this.log.append(packr.pack(record));
+    const durable = this.log.append(payload);
     durable.catch((error: unknown) => {
       this.failure ??= error;
     });
@@ -304,7 +310,8 @@ class EmbeddedKvStore implements StrongKV {
     this.checkOpen(options.signal);
     const { checks, writes } = checkTransaction(txn);
     await this.gate;
-    // Checks and writes happen with no await between them: nothing can interleave.
+    this.checkOpen(options.signal);
+    // From here to commit() nothing awaits: no other write can interleave.
     for (const check of checks) {
       const current = this.entries.get(check.key)?.revision ?? 0;
       if (current !== check.revision) throw revisionConflict(check.key, current, check.revision);
@@ -314,26 +321,36 @@ class EmbeddedKvStore implements StrongKV {
         throw notFoundLease(write.lease);
       }
     }
+    // One record for the whole transaction: recovery replays all of it or, torn, none of it.
+    // It is encoded before memory changes, so a refused record leaves the store as it was.
     const records: unknown[][] = [];
-    const events: KvEvent[] = [];
+    let revision = this.rev;
     for (const write of writes) {
       if (write.type === "put") {
-        const revision = ++this.rev;
+        revision++;
         const createRevision = this.entries.get(write.key)?.createRevision ?? revision;
-        const entry = this.applyPut(write.key, write.value, revision, createRevision, write.lease);
         records.push([PUT, write.key, write.value, revision, createRevision, write.lease ?? null]);
-        events.push({ type: "put", entry });
       } else if (this.entries.has(write.key)) {
-        const revision = ++this.rev;
-        this.applyDelete(write.key, revision);
+        revision++;
         records.push([DELETE, write.key, revision]);
-        events.push({ type: "delete", key: write.key, revision });
       }
     }
-    const revision = this.rev;
+    const payload = pack([TXN, records]);
+    const events = records.map((record): KvEvent => {
+      if (record[0] === DELETE) {
+        const [, key, rev] = record as [number, string, number];
+        this.applyDelete(key, rev);
+        return { type: "delete", key, revision: rev };
+      }
+      const [, key, value, rev, createRevision, lease] = record as PutRecord;
+      return {
+        type: "put",
+        entry: this.applyPut(key, value, rev, createRevision, lease ?? undefined),
+      };
+    });
     await this.commit(
       writes.map((w) => w.key),
-      [TXN, records],
+      payload,
       events,
     );
     return revision;
@@ -341,14 +358,17 @@ class EmbeddedKvStore implements StrongKV {
 
   private write(key: string, value: Uint8Array, lease: string | undefined): Promise<number> {
     if (lease !== undefined && !this.leases.has(lease)) return Promise.reject(notFoundLease(lease));
-    const revision = ++this.rev;
-    const previous = this.entries.get(key);
-    const createRevision = previous?.createRevision ?? revision;
+    const revision = this.rev + 1;
+    const createRevision = this.entries.get(key)?.createRevision ?? revision;
+    let payload: Uint8Array;
+    try {
+      payload = pack([PUT, key, value, revision, createRevision, lease ?? null]);
+    } catch (error) {
+      return Promise.reject(toStrataError(error));
+    }
+    this.rev = revision;
     const entry = this.applyPut(key, value, revision, createRevision, lease);
-    return this.commit(key, [PUT, key, value, revision, createRevision, lease ?? null], {
-      type: "put",
-      entry,
-    }).then(() => revision);
+    return this.commit(key, payload, { type: "put", entry }).then(() => revision);
   }
 
   async put(
@@ -415,7 +435,7 @@ class EmbeddedKvStore implements StrongKV {
     }
     const revision = ++this.rev;
     this.applyDelete(key, revision);
-    await this.commit(key, [DELETE, key, revision], { type: "delete", key, revision });
+    await this.commit(key, pack([DELETE, key, revision]), { type: "delete", key, revision });
     return true;
   }
 
@@ -527,9 +547,11 @@ class EmbeddedKvStore implements StrongKV {
       if (this.entries.get(key)?.lease !== id) continue;
       const revision = ++this.rev;
       this.applyDelete(key, revision);
-      commits.push(this.commit(key, [DELETE, key, revision], { type: "delete", key, revision }));
+      commits.push(
+        this.commit(key, pack([DELETE, key, revision]), { type: "delete", key, revision }),
+      );
     }
-    commits.push(this.commit(undefined, [REVOKE, id], undefined));
+    commits.push(this.commit(undefined, pack([REVOKE, id]), undefined));
     await Promise.all(commits).catch(() => undefined);
   }
 
@@ -541,7 +563,7 @@ class EmbeddedKvStore implements StrongKV {
     const id = `lease-${seq}`;
     const lease: Lease = { id, ttlMs, timer: undefined, keys: new Set() };
     this.leases.set(id, lease);
-    await this.commit(undefined, [LEASE, id, ttlMs, seq], undefined);
+    await this.commit(undefined, pack([LEASE, id, ttlMs, seq]), undefined);
     this.armLease(lease);
     return id;
   }
