@@ -6,6 +6,7 @@ import { DEMO_HELP, demoCommand } from "./commands/demo.js";
 import { DEV_HELP, devCommand } from "./commands/dev.js";
 import { FAULT_HELP, faultCommand } from "./commands/fault.js";
 import { NODES_HELP, nodesCommand } from "./commands/nodes.js";
+import { TOP_HELP, topCommand } from "./commands/top.js";
 import { EXIT, UsageError, processIo, type Io } from "./io.js";
 import { printError } from "./print-error.js";
 
@@ -15,6 +16,7 @@ commands:
   demo     run the commerce demo on an embedded cluster
   dev      run a node serving the services a module exports
   nodes    list the nodes of a cluster
+  top      a live view of a cluster: nodes, services, errors, breakers, SLOs
   call     make one call: strata call <service>.<action> '<json>'
   fault    inject, list and clear faults on nodes
   bench    measure the call path: strata bench rpc
@@ -28,6 +30,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   demo: { run: demoCommand, help: DEMO_HELP },
   dev: { run: devCommand, help: DEV_HELP },
   nodes: { run: nodesCommand, help: NODES_HELP },
+  top: { run: topCommand, help: TOP_HELP },
   call: { run: callCommand, help: CALL_HELP },
   fault: { run: faultCommand, help: FAULT_HELP },
   bench: { run: benchCommand, help: BENCH_HELP },

@@ -29,6 +29,7 @@ export { createNode, groupOf, isAdminService } from "./runtime/node.js";
 export type {
   NodeClientOptions,
   NodeOptions,
+  NodeTelemetryOptions,
   NodeStatsReport,
   StrataNode,
   UntypedCallOptions,
@@ -111,3 +112,35 @@ export {
 export * from "./events/index.js";
 export { openEmbeddedLog } from "./adapters/embedded/embedded-log.js";
 export type { EmbeddedLog, EmbeddedLogOptions } from "./adapters/embedded/embedded-log.js";
+export {
+  DURATION_BUCKETS_S,
+  INSTRUMENTATION_SCOPE,
+  INSTRUMENTATION_VERSION,
+} from "./observability/telemetry.js";
+export type { TelemetryOptions } from "./observability/telemetry.js";
+export { instrumentKv } from "./observability/kv-telemetry.js";
+export {
+  contextFromTrace,
+  formatTraceparent,
+  parseBaggage,
+  parseTraceparent,
+  serializeBaggage,
+  traceFromContext,
+} from "./observability/trace-context.js";
+export { CallWindow } from "./observability/call-window.js";
+export type { ActionSnapshot, CallWindowOptions } from "./observability/call-window.js";
+export {
+  DEFAULT_BURN_RATE_RULES,
+  SloMonitor,
+  checkSloSpec,
+  isServerFault,
+} from "./observability/slo.js";
+export type {
+  BurnRateRule,
+  SloAlertEvent,
+  SloKind,
+  SloSpec,
+  SloStatus,
+} from "./observability/slo.js";
+export type { TelemetrySnapshot } from "./observability/snapshot.js";
+export { eventLoopDelay } from "./observability/node-gauges.js";

@@ -28,10 +28,14 @@ import {
   type KvTransaction,
   type ReadConsistency,
   type StrongKV,
+  instrumentKv,
+  type TelemetryOptions,
 } from "@strata/core";
 
 /** Options for {@link openNatsKv}. */
 export interface NatsKvOptions {
+  /** Where operation spans and latencies go; default the global OpenTelemetry providers. */
+  readonly telemetry?: TelemetryOptions;
   /** A connection to reuse (for example the NATS transport's); the store does not close it. */
   readonly connection: NatsConnection;
   /** Bucket name: letters, digits, `-` and `_`. */
@@ -447,7 +451,10 @@ export async function openNatsKv(options: NatsKvOptions): Promise<StrongKV> {
         `bucket ${options.bucket} exists with other settings (replicas ${config.num_replicas}, allow_direct ${String(config.allow_direct)}, history ${config.max_msgs_per_subject}); want replicas ${replicas}, allow_direct true, history ${history}`,
       );
     }
-    return new NatsKv({ js, jsm, kv, bucket: options.bucket, replicas });
+    return instrumentKv(
+      new NatsKv({ js, jsm, kv, bucket: options.bucket, replicas }),
+      options.telemetry,
+    );
   } catch (error) {
     throw toError(error, `open bucket ${options.bucket}`);
   }

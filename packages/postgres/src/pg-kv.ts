@@ -23,10 +23,14 @@ import {
   type ReadConsistency,
   type StrongKV,
   type Timer,
+  instrumentKv,
+  type TelemetryOptions,
 } from "@strata/core";
 
 /** Options for {@link openPostgresKv}. */
 export interface PostgresKvOptions {
+  /** Where operation spans and latencies go; default the global OpenTelemetry providers. */
+  readonly telemetry?: TelemetryOptions;
   /** Connection string of the primary. */
   readonly url: string;
   /** Connection string of a hot standby, for stale reads; without it, stale reads go to the primary. */
@@ -982,5 +986,5 @@ export async function openPostgresKv(options: PostgresKvOptions): Promise<Postgr
     await kv.close().catch(() => undefined);
     throw pgError(error, `open namespace ${options.namespace}`);
   }
-  return kv;
+  return instrumentKv(kv, options.telemetry);
 }

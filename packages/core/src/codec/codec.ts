@@ -42,6 +42,11 @@ export interface Codec {
   decode(frame: Uint8Array): unknown;
 }
 
+/** Trace context limits (W3C: tracestate up to 512 characters, baggage up to 8192 bytes). */
+const MAX_TRACEPARENT = 128;
+const MAX_TRACESTATE = 512;
+const MAX_BAGGAGE = 8192;
+
 const KIND_REQUEST = 1;
 const KIND_REPLY_OK = 2;
 const KIND_REPLY_ERROR = 3;
@@ -71,13 +76,23 @@ function stringRecord(value: unknown, what: string): Record<string, string> | un
 function readTrace(value: unknown): TraceContext | undefined {
   if (value === undefined || value === null) return undefined;
   if (!Array.isArray(value) || typeof value[0] !== "string") throw malformed("trace context");
-  const tracestate: unknown = value[1];
+  const [traceparent, tracestate, baggage] = value as unknown[];
   if (tracestate !== undefined && tracestate !== null && typeof tracestate !== "string") {
     throw malformed("tracestate");
   }
-  return typeof tracestate === "string"
-    ? { traceparent: value[0], tracestate }
-    : { traceparent: value[0] };
+  if (baggage !== undefined && baggage !== null && typeof baggage !== "string") {
+    throw malformed("baggage");
+  }
+  // Oversized trace context is dropped, not refused: a call never fails over its telemetry.
+  if ((traceparent as string).length > MAX_TRACEPARENT) return undefined;
+  const out: { traceparent: string; tracestate?: string; baggage?: string } = {
+    traceparent: traceparent as string,
+  };
+  if (typeof tracestate === "string" && tracestate.length <= MAX_TRACESTATE) {
+    out.tracestate = tracestate;
+  }
+  if (typeof baggage === "string" && baggage.length <= MAX_BAGGAGE) out.baggage = baggage;
+  return out;
 }
 
 function readAnnouncement(value: unknown): NodeAnnouncement {
@@ -190,7 +205,9 @@ export function createCodec(options: CodecOptions = {}): Codec {
         request.timeoutMs,
         request.trace === undefined
           ? null
-          : [request.trace.traceparent, request.trace.tracestate ?? null],
+          : request.trace.baggage === undefined
+            ? [request.trace.traceparent, request.trace.tracestate ?? null]
+            : [request.trace.traceparent, request.trace.tracestate ?? null, request.trace.baggage],
         request.meta ?? null,
         request.idempotencyKey ?? null,
       ];

@@ -65,6 +65,8 @@ export interface ConsumerConfig {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly memberId: string;
+  /** Told of every record moved to the dead-letter stream. */
+  readonly onDeadLetter?: () => void;
 }
 
 const enc = new TextEncoder();
@@ -373,6 +375,7 @@ class PartitionWorker {
       },
       payload: record.payload,
     });
+    config.onDeadLetter?.();
   }
 
   private scheduleCommit(): void {

@@ -23,6 +23,8 @@ export interface CloudEvent<T = unknown> {
   readonly data: T;
   readonly traceparent?: string;
   readonly tracestate?: string;
+  /** W3C Baggage, carried beside the trace context. */
+  readonly baggage?: string;
 }
 
 const CONTENT_TYPE = "application/json";
@@ -46,6 +48,7 @@ export function encodeEvent(event: CloudEvent): {
   };
   if (event.traceparent !== undefined) headers.traceparent = event.traceparent;
   if (event.tracestate !== undefined) headers.tracestate = event.tracestate;
+  if (event.baggage !== undefined) headers.baggage = event.baggage;
   let json: string | undefined;
   try {
     json = JSON.stringify(event.data);
@@ -113,6 +116,9 @@ export function decodeEvent(record: LogRecord): CloudEvent {
     ...(traceparent !== undefined && TRACEPARENT.test(traceparent) ? { traceparent } : {}),
     ...(h.tracestate !== undefined && traceparent !== undefined
       ? { tracestate: h.tracestate }
+      : {}),
+    ...(h.baggage !== undefined && traceparent !== undefined && h.baggage.length <= 8192
+      ? { baggage: h.baggage }
       : {}),
   };
 }

@@ -6,6 +6,9 @@ import { silentLogger, type Logger } from "../ports/logger.js";
 import type { TraceContext } from "../ports/transport.js";
 import type { KvTxnCheck, KvTxnWrite, StrongKV } from "../ports/strong-kv.js";
 import { hash32 } from "../runtime/hash-ring.js";
+import { context as otelContext } from "@opentelemetry/api";
+import { EventsTelemetry } from "../observability/events-telemetry.js";
+import { safely, type TelemetryOptions } from "../observability/telemetry.js";
 import { acquireLock } from "../state/lock.js";
 import type { ServiceContract } from "../service/define-service.js";
 import { validate } from "../service/schema.js";
@@ -168,6 +171,8 @@ export interface EventsOptions {
   readonly idempotencyWindowMs?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** Where spans and metrics go; default the global OpenTelemetry providers. */
+  readonly telemetry?: TelemetryOptions;
 }
 
 /** The events building block. */
@@ -265,6 +270,7 @@ export function createEvents(options: EventsOptions): Events {
   const subscriptions = new Set<Subscription>();
   const controller = new AbortController();
   let relay: Promise<void> | undefined;
+  const telemetry = new EventsTelemetry(options.telemetry, log.name);
 
   const streamOf = (contract: ServiceContract): string => {
     const name = `ev-${contract.name}`;
@@ -340,20 +346,43 @@ export function createEvents(options: EventsOptions): Events {
     data: unknown,
     publishOptions: PublishOptions,
   ): Promise<Published> => {
-    const built = await buildEvent(contract, event, data, publishOptions);
-    const partition = partitionOf(publishOptions.key, built.info.partitions);
-    const result = await log.append(
-      built.info.name,
-      {
-        partition,
-        id: built.id,
-        key: publishOptions.key,
-        headers: built.headers,
-        payload: built.payload,
-      },
-      publishOptions.signal === undefined ? {} : { signal: publishOptions.signal },
+    const stream = `ev-${contract.name}`;
+    const { span, carried } = telemetry.startProducer(
+      "publish",
+      stream,
+      `${contract.name}.${event}`,
+      publishOptions.trace,
     );
-    return { id: built.id, stream: built.info.name, partition, ...result };
+    let failure: unknown;
+    try {
+      const built = await buildEvent(contract, event, data, {
+        key: publishOptions.key,
+        id: publishOptions.id,
+        trace: carried,
+      });
+      const partition = partitionOf(publishOptions.key, built.info.partitions);
+      safely(() => {
+        span.setAttribute("messaging.message.id", built.id);
+        span.setAttribute("messaging.destination.partition.id", String(partition));
+      });
+      const result = await log.append(
+        built.info.name,
+        {
+          partition,
+          id: built.id,
+          key: publishOptions.key,
+          headers: built.headers,
+          payload: built.payload,
+        },
+        publishOptions.signal === undefined ? {} : { signal: publishOptions.signal },
+      );
+      return { id: built.id, stream: built.info.name, partition, ...result };
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      telemetry.endProducer(span, stream, failure, true);
+    }
   };
 
   const resolveLatest = async (from: StartFrom, stream: string): Promise<StartFrom> =>
@@ -437,75 +466,97 @@ export function createEvents(options: EventsOptions): Events {
       clock,
       logger: logger.child({ group, stream: info.name }),
       memberId: randomId(clock).slice(0, 16),
+      onDeadLetter: () => telemetry.deadLetter(group, info.name),
       handle: async (event, delivery) => {
-        const entry = handlers.get(event.type) as {
-          schema: StandardSchemaV1;
-          handler: EventHandler<unknown>;
-        };
-        const marker = seenKey(group, event.id);
-        if (idempotent && (await kv.get(marker)) !== undefined) return;
-        // An event whose data no longer matches the schema cannot succeed by retrying.
-        const data = await validate(entry.schema, event.data, `event ${event.type}`);
-        let duplicate = false;
-        const ctx: EventContext = {
-          ...delivery,
-          idempotencyKey: event.id,
-          transaction: async (txn) => {
-            requireTransactions("ctx.transaction");
-            try {
-              return await kv.transaction({
-                checks: [...(txn.checks ?? []), { key: marker, revision: 0 }],
-                writes: [
-                  ...txn.writes,
-                  {
-                    type: "put",
-                    key: marker,
-                    value: enc.encode(JSON.stringify({ at: clock.now() })),
-                  },
-                ],
-              });
-            } catch (error) {
-              if (
-                isStrataError(error, "FAILED_PRECONDITION") &&
-                (error.details as { key?: unknown }).key === marker
-              ) {
-                duplicate = true;
-                throw new StrataError("ALREADY_EXISTS", `event ${event.id} was already applied`);
-              }
-              throw error;
-            }
-          },
-        };
+        const { span, context } = telemetry.startConsumer(delivery, event);
+        let failure: unknown;
         try {
-          await entry.handler(
-            {
-              ...event,
-              data,
-              stream: delivery.stream,
-              partition: delivery.partition,
-              seq: delivery.seq,
-            },
-            ctx,
-          );
+          await otelContext.with(context, () => handleEvent(event, delivery));
         } catch (error) {
-          if (duplicate) return;
+          failure = error;
           throw error;
-        }
-        if (idempotent) {
-          await kv
-            .create(marker, enc.encode(JSON.stringify({ at: clock.now() })))
-            .catch((error: unknown) => {
-              if (!isStrataError(error, "ALREADY_EXISTS")) throw error;
-            });
+        } finally {
+          telemetry.endConsumer(span, group, info.name, failure);
         }
       },
     });
+    async function handleEvent(event: CloudEvent, delivery: DeliveryInfo): Promise<void> {
+      const entry = handlers.get(event.type) as {
+        schema: StandardSchemaV1;
+        handler: EventHandler<unknown>;
+      };
+      const marker = seenKey(group, event.id);
+      if (idempotent && (await kv.get(marker)) !== undefined) return;
+      // An event whose data no longer matches the schema cannot succeed by retrying.
+      const data = await validate(entry.schema, event.data, `event ${event.type}`);
+      let duplicate = false;
+      const ctx: EventContext = {
+        ...delivery,
+        idempotencyKey: event.id,
+        transaction: async (txn) => {
+          requireTransactions("ctx.transaction");
+          try {
+            return await kv.transaction({
+              checks: [...(txn.checks ?? []), { key: marker, revision: 0 }],
+              writes: [
+                ...txn.writes,
+                {
+                  type: "put",
+                  key: marker,
+                  value: enc.encode(JSON.stringify({ at: clock.now() })),
+                },
+              ],
+            });
+          } catch (error) {
+            if (
+              isStrataError(error, "FAILED_PRECONDITION") &&
+              (error.details as { key?: unknown }).key === marker
+            ) {
+              duplicate = true;
+              throw new StrataError("ALREADY_EXISTS", `event ${event.id} was already applied`);
+            }
+            throw error;
+          }
+        },
+      };
+      try {
+        await entry.handler(
+          {
+            ...event,
+            data,
+            stream: delivery.stream,
+            partition: delivery.partition,
+            seq: delivery.seq,
+          },
+          ctx,
+        );
+      } catch (error) {
+        if (duplicate) return;
+        throw error;
+      }
+      if (idempotent) {
+        await kv
+          .create(marker, enc.encode(JSON.stringify({ at: clock.now() })))
+          .catch((error: unknown) => {
+            if (!isStrataError(error, "ALREADY_EXISTS")) throw error;
+          });
+      }
+    }
     await consumer.start();
     let closed: Promise<void> | undefined;
+    const unwatchLag = broadcast
+      ? undefined
+      : telemetry.watchLag(
+          group,
+          info.name,
+          () => lag(contract, group),
+          () => clock.monotonic(),
+        );
     const subscription: Subscription = {
       group,
       owned: () => consumer.owned(),
       close: () => {
+        unwatchLag?.();
         closed ??= consumer.stop().finally(() => subscriptions.delete(subscription));
         return closed;
       },
@@ -547,7 +598,15 @@ export function createEvents(options: EventsOptions): Events {
     const writes: KvTxnWrite[] = [...txn.writes];
     const ids: string[] = [];
     for (const [i, e] of txn.events.entries()) {
-      const built = await buildEvent(e.contract, e.event, e.data, e);
+      // The event's creation is a span of the transaction's trace; the relay's publish links to it.
+      const { span, carried } = telemetry.startProducer(
+        "create",
+        `ev-${e.contract.name}`,
+        `${e.contract.name}.${e.event}`,
+        e.trace,
+      );
+      telemetry.endProducer(span, `ev-${e.contract.name}`, undefined, false);
+      const built = await buildEvent(e.contract, e.event, e.data, { ...e, trace: carried });
       ids.push(built.id);
       const record = {
         stream: built.info.name,
@@ -591,13 +650,28 @@ export function createEvents(options: EventsOptions): Events {
           await kv.delete(entry.key, { expectedRevision: entry.revision });
           continue;
         }
-        await log.append(record.stream, {
-          partition: record.partition,
-          id: record.id,
-          key: record.key,
-          headers: record.headers,
-          payload: Buffer.from(record.payload, "base64"),
-        });
+        const { span } = telemetry.startProducer(
+          "publish",
+          record.stream,
+          record.headers["ce-type"] ?? "",
+          undefined,
+          telemetry.relayLinks(record.headers.traceparent, record.headers.tracestate),
+        );
+        let failure: unknown;
+        try {
+          await log.append(record.stream, {
+            partition: record.partition,
+            id: record.id,
+            key: record.key,
+            headers: record.headers,
+            payload: Buffer.from(record.payload, "base64"),
+          });
+        } catch (error) {
+          failure = error;
+          throw error;
+        } finally {
+          telemetry.endProducer(span, record.stream, failure, true);
+        }
         // Another relay (the one holding the lock, while this is a manual flush) may have
         // published and removed it first: the append above was then a duplicate.
         await kv.delete(entry.key, { expectedRevision: entry.revision }).catch((error: unknown) => {

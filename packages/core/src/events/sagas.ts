@@ -6,6 +6,16 @@ import { silentLogger, type Logger } from "../ports/logger.js";
 import type { StrongKV } from "../ports/strong-kv.js";
 import { validate } from "../service/schema.js";
 import { acquireLock, type Lock } from "../state/lock.js";
+import {
+  ROOT_CONTEXT,
+  SpanStatusCode,
+  context as otelContext,
+  trace,
+  type Context,
+  type Span,
+} from "@opentelemetry/api";
+import { safely, tracerOf, type TelemetryOptions } from "../observability/telemetry.js";
+import { contextFromTrace, traceFromContext } from "../observability/trace-context.js";
 
 /** What a step's code is told. */
 export interface StepContext {
@@ -80,6 +90,8 @@ export interface SagaJournal {
   error?: SagaError;
   /** Who ran it last. */
   owner: string;
+  /** W3C traceparent of where the saga was started: a runner that resumes it joins that trace. */
+  readonly traceparent?: string;
 }
 
 /** A started saga instance. */
@@ -100,6 +112,8 @@ export interface SagaRunnerOptions {
   readonly scanIntervalMs?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** Where saga and step spans go; default the global OpenTelemetry tracer provider. */
+  readonly telemetry?: TelemetryOptions;
 }
 
 /** Runs sagas and resumes the ones whose runner died. */
@@ -171,6 +185,7 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
     options.owner ?? `runner-${Math.floor(clock.random() * 0x1_0000_0000).toString(16)}`;
   const leaseMs = options.leaseMs ?? 5_000;
   const scanIntervalMs = options.scanIntervalMs ?? 1_000;
+  const tracer = tracerOf(options.telemetry);
   const definitions = new Map<string, SagaDefinition>();
   const driving = new Map<string, Promise<SagaOutcome<unknown> | undefined>>();
   const controller = new AbortController();
@@ -212,6 +227,8 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
     }
     const lost = AbortSignal.any([lock.signal, controller.signal]);
     setMaxListeners(0, lost);
+    let sagaSpan: Span | undefined;
+    let sagaContext: Context = ROOT_CONTEXT;
     try {
       const entry = await kv.get(key);
       if (entry === undefined) throw new StrataError("NOT_FOUND", `no saga ${key}`);
@@ -228,6 +245,26 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
         }
       };
       if (TERMINAL.has(journal.status)) return outcomeOf(journal);
+      // The saga is a span of the trace it was started in, whichever runner drives it.
+      safely(() => {
+        const parent =
+          journal.traceparent === undefined
+            ? otelContext.active()
+            : contextFromTrace({ traceparent: journal.traceparent }, ROOT_CONTEXT);
+        sagaSpan = tracer.startSpan(
+          `saga ${definition.name}`,
+          {
+            attributes: {
+              "strata.saga.name": definition.name,
+              "strata.saga.id": id,
+              "strata.saga.owner": owner,
+              "strata.saga.resumed": journal.steps.length > 0 || journal.owner !== owner,
+            },
+          },
+          parent,
+        );
+        sagaContext = trace.setSpan(parent, sagaSpan);
+      });
 
       /** Runs `fn` with retries and a per-attempt timeout, inside the saga's deadline. */
       const attempt = async <T>(
@@ -251,14 +288,27 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
             respectDeadline ? Math.min(timeoutMs, left) : timeoutMs,
           );
           const signal = AbortSignal.any([timeout.signal, lost]);
+          let stepSpan: Span | undefined;
+          let stepContext = sagaContext;
+          safely(() => {
+            stepSpan = tracer.startSpan(
+              `step ${name}`,
+              { attributes: { "strata.saga.step": name, "strata.attempt": n } },
+              sagaContext,
+            );
+            stepContext = trace.setSpan(sagaContext, stepSpan);
+          });
+          let failed = false;
           try {
             return await Promise.race([
-              fn({
-                sagaId: id,
-                idempotencyKey: `${definition.name}/${id}/${name}`,
-                attempt: n,
-                signal,
-              }),
+              otelContext.with(stepContext, () =>
+                fn({
+                  sagaId: id,
+                  idempotencyKey: `${definition.name}/${id}/${name}`,
+                  attempt: n,
+                  signal,
+                }),
+              ),
               new Promise<never>((_, reject) =>
                 signal.addEventListener("abort", () => reject(signal.reason as Error), {
                   once: true,
@@ -266,6 +316,7 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
               ),
             ]);
           } catch (error) {
+            failed = true;
             if (lost.aborted) throw new Fenced("lost the saga's lock");
             const e = toStrataError(error, "saga step");
             if (!e.retryable && e.code !== "DEADLINE_EXCEEDED" && e.code !== "INTERNAL") {
@@ -275,6 +326,7 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
             await wait(Math.min(2_000, 50 * 2 ** (n - 1)), lost);
           } finally {
             timer.clear();
+            endSpan(stepSpan, failed);
           }
         }
       };
@@ -385,6 +437,7 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
       if (error instanceof Fenced || lost.aborted) return undefined;
       throw error;
     } finally {
+      endSpan(sagaSpan, false);
       await lock.release().catch(() => undefined);
     }
   };
@@ -462,6 +515,7 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
         deadline: now + (definition.timeoutMs ?? 60_000),
         steps: [],
         owner,
+        ...traceparentOf(otelContext.active()),
       };
       try {
         await kv.create(keyOf(definition.name, id), enc.encode(JSON.stringify(journal)));
@@ -500,6 +554,19 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
       return this.close();
     },
   };
+}
+
+function traceparentOf(ctx: Context): { traceparent?: string } {
+  const carried = traceFromContext(ctx);
+  return carried === undefined ? {} : { traceparent: carried.traceparent };
+}
+
+function endSpan(span: Span | undefined, failed: boolean): void {
+  if (span === undefined) return;
+  safely(() => {
+    if (failed) span.setStatus({ code: SpanStatusCode.ERROR });
+    span.end();
+  });
 }
 
 function outcomeOf(journal: SagaJournal): SagaOutcome<unknown> {

@@ -1,9 +1,11 @@
 import type { WireError } from "../errors/index.js";
 
-/** W3C trace context carried by a call. */
+/** W3C trace context (and W3C baggage) carried by a call or an event. */
 export interface TraceContext {
   readonly traceparent: string;
   readonly tracestate?: string;
+  /** W3C Baggage header value. */
+  readonly baggage?: string;
 }
 
 /**

@@ -17,7 +17,8 @@ export type ConcurrencyLimitOptions =
     }
   /**
    * Gradient (as Netflix's concurrency-limits): limit follows minRTT / recentRTT, so queueing
-   * delay shrinks it before calls time out.
+   * delay shrinks it before calls time out. The floor is kept per action, so a node serving fast
+   * reads beside slow durable writes compares each call with its own kind.
    */
   | {
       readonly type: "gradient";
@@ -45,9 +46,9 @@ export class ConcurrencyLimit {
   private readonly max: number;
   // AIMD
   private goodInWindow = 0;
-  // Gradient
-  private minRtt = Infinity;
-  private smoothedRtt = 0;
+  // Gradient: the latency floor per action, and the smoothed ratio of latency to floor.
+  private readonly minRtt = new Map<string, number>();
+  private smoothedRatio = 0;
   private minRttResetAt = 0;
 
   constructor(clock: Clock, options: ConcurrencyLimitOptions) {
@@ -79,8 +80,11 @@ export class ConcurrencyLimit {
     return true;
   }
 
-  /** Ends a call admitted by {@link tryAcquire}; `overloaded` marks failures caused by load. */
-  release(latencyMs: number, overloaded: boolean): void {
+  /**
+   * Ends a call admitted by {@link tryAcquire}; `overloaded` marks failures caused by load, `kind`
+   * names the action (latency floors are kept per kind; at most 1 000 kinds).
+   */
+  release(latencyMs: number, overloaded: boolean, kind = ""): void {
     this.inFlight--;
     const options = this.options;
     switch (options.type) {
@@ -99,16 +103,22 @@ export class ConcurrencyLimit {
       case "gradient": {
         const now = this.clock.monotonic();
         if (now >= this.minRttResetAt) {
-          // Forget the floor now and then, so a permanently slower service is re-learned.
-          this.minRtt = Infinity;
+          // Forget the floors now and then, so a permanently slower service is re-learned.
+          this.minRtt.clear();
           this.minRttResetAt = now + 30_000;
         }
         // Below a millisecond, differences are noise, not queueing.
         const rtt = Math.max(1, latencyMs);
-        if (rtt < this.minRtt) this.minRtt = rtt;
-        this.smoothedRtt = this.smoothedRtt === 0 ? rtt : this.smoothedRtt * 0.9 + rtt * 0.1;
+        let floor = this.minRtt.get(kind);
+        if (floor === undefined || rtt < floor) {
+          floor = rtt;
+          if (this.minRtt.size < 1_000 || this.minRtt.has(kind)) this.minRtt.set(kind, rtt);
+        }
+        const ratio = rtt / floor;
+        this.smoothedRatio =
+          this.smoothedRatio === 0 ? ratio : this.smoothedRatio * 0.9 + ratio * 0.1;
         const tolerance = options.tolerance ?? 2;
-        const gradient = Math.max(0.5, Math.min(1, (tolerance * this.minRtt) / this.smoothedRtt));
+        const gradient = Math.max(0.5, Math.min(1, tolerance / this.smoothedRatio));
         const queue = options.queueSize ?? Math.sqrt(this.value);
         const next = overloaded ? this.value * 0.9 : this.value * gradient + queue;
         this.value = Math.min(this.max, Math.max(this.min, this.value * 0.8 + next * 0.2));

@@ -217,6 +217,28 @@ describe("ConcurrencyLimit", () => {
     }
     expect(limit.limit).toBeLessThan(before);
   });
+
+  it("gradient keeps a floor per action: slow durable writes beside fast reads are not queueing", () => {
+    const limit = new ConcurrencyLimit(manualClock(), {
+      type: "gradient",
+      initial: 50,
+      min: 1,
+      max: 200,
+    });
+    // A steady mix: reads at 1 ms, writes at 8 ms (an fsync). Neither is slower than usual.
+    for (let i = 0; i < 300; i++) {
+      limit.tryAcquire();
+      limit.release(i % 2 === 0 ? 1 : 8, false, i % 2 === 0 ? "catalog/get" : "inventory/reserve");
+    }
+    const steady = limit.limit;
+    expect(steady).toBeGreaterThanOrEqual(50);
+    // Now the writes queue: 10x their own floor. The limit shrinks.
+    for (let i = 0; i < 300; i++) {
+      limit.tryAcquire();
+      limit.release(i % 2 === 0 ? 1 : 80, false, i % 2 === 0 ? "catalog/get" : "inventory/reserve");
+    }
+    expect(limit.limit).toBeLessThan(steady);
+  });
 });
 
 describe("OutlierDetector", () => {

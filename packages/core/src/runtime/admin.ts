@@ -3,6 +3,7 @@ import type { FaultInjector, FaultRule } from "../resilience/faults.js";
 import { parseFaultSpec } from "../resilience/faults.js";
 import { anySchema, objectSchema } from "../service/custom-schema.js";
 import { defineService, type AnyServiceImplementation } from "../service/define-service.js";
+import type { TelemetrySnapshot } from "../observability/snapshot.js";
 import type { HealthReport } from "./health.js";
 
 /** Name of the built-in service every node serves for tools (`strata fault`, `strata nodes`). */
@@ -19,6 +20,11 @@ export const adminContract = defineService({
   actions: {
     health: { input: objectSchema(), output: anySchema<HealthReport>(), idempotent: true },
     stats: { input: objectSchema(), output: anySchema<object>(), idempotent: true },
+    telemetry: {
+      input: objectSchema(),
+      output: anySchema<TelemetrySnapshot>(),
+      idempotent: true,
+    },
     faultInject: { input: objectSchema(), output: anySchema<FaultRule>() },
     faultList: { input: objectSchema(), output: anySchema<FaultRule[]>(), idempotent: true },
     faultClear: {
@@ -33,6 +39,7 @@ export const adminContract = defineService({
 export interface AdminHost {
   health(): HealthReport;
   stats(): object;
+  telemetrySnapshot(): TelemetrySnapshot;
   readonly faults: FaultInjector;
 }
 
@@ -41,6 +48,7 @@ export function adminService(host: AdminHost): AnyServiceImplementation {
   return adminContract.implement({
     health: () => host.health(),
     stats: () => host.stats(),
+    telemetry: () => host.telemetrySnapshot(),
     faultInject: (input) => host.faults.inject(parseFaultSpec(input)),
     faultList: () => host.faults.list(),
     faultClear: ({ id }) => {

@@ -1,4 +1,12 @@
+import { context as otelContext, type Context, type Span } from "@opentelemetry/api";
 import { StrataError, fromWireError, toStrataError, type ErrorCode } from "../errors/index.js";
+import {
+  decisionSpan,
+  safely,
+  type RpcSeries,
+  type RpcTelemetry,
+} from "../observability/telemetry.js";
+import { contextFromTrace, traceFromContext, withSpan } from "../observability/trace-context.js";
 import type {
   CallReply,
   CallRequest,
@@ -37,6 +45,7 @@ export interface CallingHost {
   readonly membership: Membership;
   readonly router: Router;
   readonly counters: NodeStats;
+  readonly telemetry: RpcTelemetry;
   /** True while the node may make calls (running or draining). */
   canCall(): boolean;
   describeState(): string;
@@ -46,6 +55,7 @@ export interface CallingHost {
     respond: (reply: CallReply) => void,
     principal: Principal | undefined,
     deadline: number,
+    now: number,
   ): ServerCall | undefined;
   emit(event: ResilienceEvent): void;
 }
@@ -82,6 +92,8 @@ interface Binding extends RouteSpec {
 
 /** State shared by every client of one action on this node. */
 interface ActionState {
+  /** Metric attributes and span name of the action. */
+  readonly series: RpcSeries;
   breaker: CircuitBreaker | undefined;
   bulkhead: Bulkhead | undefined;
   latency: LatencyWindow | undefined;
@@ -103,6 +115,13 @@ interface LogicalCall extends DeadlineItem {
   readonly meta: CallRequest["meta"];
   readonly idempotencyKey: string | undefined;
   readonly principal: Principal | undefined;
+  /** Monotonic time the call began, for its duration. */
+  readonly startedAt: number;
+  /** The call's client span, and the context it is active in (parent of policy spans). */
+  readonly span: Span;
+  readonly otelContext: Context;
+  /** The span of a retry's backoff, while it waits. */
+  backoff: Span | undefined;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   readonly signal: AbortSignal | undefined;
@@ -314,7 +333,12 @@ export class Calling {
     const policies = resolvePolicies(layers);
     let shared = this.actions.get(what);
     if (shared === undefined) {
-      shared = { breaker: undefined, bulkhead: undefined, latency: undefined };
+      shared = {
+        series: this.host.telemetry.seriesOf(service, action),
+        breaker: undefined,
+        bulkhead: undefined,
+        latency: undefined,
+      };
       this.actions.set(what, shared);
     }
     // The first binding of an action sets up its shared breaker and bulkhead.
@@ -360,6 +384,10 @@ export class Calling {
       else if (state.type === "half-open") stats.breakerHalfOpened++;
       else stats.breakerClosed++;
       if (scope === "node") this.refreshHealth(target);
+      const telemetry = this.host.telemetry;
+      const attributes = { "strata.breaker.scope": scope, "strata.breaker.target": target };
+      decisionSpan(telemetry.tracer, `breaker ${state.type}`, otelContext.active(), attributes);
+      safely(() => telemetry.breakerTransitions.add(1, { scope, target, state: state.type }));
       this.host.emit({ type: "breaker", scope, target, state });
     });
   }
@@ -466,6 +494,14 @@ export class Calling {
           ? parentMeta
           : { ...parentMeta, ...options.meta };
     const idempotencyKey = options?.idempotencyKey ?? parent?.request.idempotencyKey;
+    // The call's span is a child of the trace it was given, of the call being served, or of
+    // whatever span is active; its context travels with every attempt.
+    const parentContext =
+      options?.trace !== undefined
+        ? contextFromTrace(options.trace, otelContext.active())
+        : (parent?.otelContext ?? otelContext.active());
+    const span = host.telemetry.startClient(binding.shared.series, parentContext, host.id);
+    const callContext = withSpan(parentContext, span);
     this.host.counters.calls++;
     return new Promise<unknown>((resolve, reject) => {
       const call: LogicalCall = {
@@ -479,10 +515,14 @@ export class Calling {
         deadline,
         heapIndex: -1,
         retryable: binding.idempotent || idempotencyKey !== undefined,
-        trace: options?.trace ?? parent?.request.trace,
+        trace: traceFromContext(callContext),
         meta,
         idempotencyKey,
         principal: parent?.principal,
+        startedAt: now,
+        span,
+        otelContext: callContext,
+        backoff: undefined,
         resolve,
         reject,
         signal,
@@ -516,6 +556,7 @@ export class Calling {
           },
           (error: unknown) => {
             this.host.counters.bulkheadRejected++;
+            this.rejectedSpan(call, "bulkhead");
             this.host.emit({
               type: "rejected",
               service: binding.service,
@@ -535,6 +576,7 @@ export class Calling {
     const actionBreaker = guardsAction(call.policies) ? binding.shared.breaker : undefined;
     if (actionBreaker !== undefined && !actionBreaker.allow()) {
       this.host.counters.circuitRejected++;
+      this.rejectedSpan(call, "circuit-open");
       this.host.emit({
         type: "rejected",
         service: binding.service,
@@ -587,6 +629,7 @@ export class Calling {
         nodeBreaker = this.breakerFor(member);
         if (nodeBreaker !== undefined && !nodeBreaker.allow()) {
           this.host.counters.circuitRejected++;
+          this.rejectedSpan(call, "circuit-open");
           throw new StrataError(
             "UNAVAILABLE",
             `${binding.what}: circuit open for node ${member.id}`,
@@ -639,6 +682,7 @@ export class Calling {
         (reply) => this.onAttempt(attempt, reply),
         call.principal,
         call.deadline,
+        now,
       );
     } else {
       this.host.transport.send(target, request);
@@ -662,6 +706,12 @@ export class Calling {
       if (call.others !== undefined)
         for (const attempt of call.others) this.remember(call, attempt);
       this.host.counters.hedges++;
+      const telemetry = this.host.telemetry;
+      const series = call.binding.shared.series;
+      decisionSpan(telemetry.tracer, "hedge", call.otelContext, {
+        "strata.attempt": call.attempts + 1,
+      });
+      safely(() => telemetry.hedges.add(1, series.attributes));
       this.host.emit({
         type: "hedge",
         service: call.binding.service,
@@ -787,6 +837,7 @@ export class Calling {
     if (this.clock.monotonic() + delay >= call.deadline) return false;
     if (this.budget !== undefined && !this.budget.tryWithdraw()) {
       this.host.counters.budgetExhausted++;
+      this.rejectedSpan(call, "retry-budget");
       this.host.emit({
         type: "rejected",
         service: call.binding.service,
@@ -796,6 +847,22 @@ export class Calling {
       return false;
     }
     this.host.counters.retries++;
+    const telemetry = this.host.telemetry;
+    safely(() => {
+      telemetry.retries.add(1, call.binding.shared.series.attributes);
+      // The backoff is a span of its own: on the critical path it shows as time spent waiting.
+      call.backoff = telemetry.tracer.startSpan(
+        "retry backoff",
+        {
+          attributes: {
+            "strata.attempt": call.attempts + 1,
+            "strata.retry.code": error.code,
+            "strata.retry.delay_ms": Math.round(delay),
+          },
+        },
+        call.otelContext,
+      );
+    });
     this.host.emit({
       type: "retry",
       service: call.binding.service,
@@ -809,13 +876,48 @@ export class Calling {
     call.timer?.clear();
     call.timer = this.clock.setTimer(() => {
       call.timer = undefined;
+      this.endBackoff(call);
       if (!call.settled) this.dispatch(call);
     }, delay);
     return true;
   }
 
+  private endBackoff(call: LogicalCall): void {
+    const backoff = call.backoff;
+    if (backoff === undefined) return;
+    call.backoff = undefined;
+    safely(() => backoff.end());
+  }
+
+  /** A policy refused the call (or its retry): a span and a counter say which. */
+  private rejectedSpan(
+    call: LogicalCall,
+    reason: "bulkhead" | "circuit-open" | "retry-budget",
+  ): void {
+    const telemetry = this.host.telemetry;
+    decisionSpan(
+      telemetry.tracer,
+      `rejected ${reason}`,
+      call.otelContext,
+      { "strata.reason": reason },
+      true,
+    );
+    safely(() => telemetry.rejected.add(1, call.binding.shared.series.with("reason", reason)));
+  }
+
+  /** Ends the call's span and records its duration. */
+  private observe(call: LogicalCall, code: ErrorCode | "OK"): void {
+    this.endBackoff(call);
+    const telemetry = this.host.telemetry;
+    const seconds = telemetry.timesClientCalls
+      ? (this.clock.monotonic() - call.startedAt) / 1000
+      : 0;
+    telemetry.endClient(call.span, call.binding.shared.series, code, seconds);
+  }
+
   private succeed(call: LogicalCall, output: unknown): void {
     this.settle(call);
+    this.observe(call, "OK");
     this.host.counters.succeeded++;
     call.resolve(output);
   }
@@ -824,6 +926,7 @@ export class Calling {
   private fail(call: LogicalCall, error: StrataError, useFallback: boolean): void {
     if (call.settled) return;
     this.settle(call);
+    this.observe(call, error.code);
     const fallback = useFallback ? call.policies.fallback : undefined;
     if (fallback !== undefined) {
       this.host.counters.fallbacks++;

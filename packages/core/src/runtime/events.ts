@@ -1,5 +1,6 @@
 import type { ErrorCode } from "../errors/index.js";
 import type { BreakerState } from "../resilience/circuit-breaker.js";
+import type { SloAlertEvent } from "../observability/slo.js";
 import type { MembershipEvent } from "./membership.js";
 
 /** Lifecycle state of a node. */
@@ -53,7 +54,10 @@ export type ResilienceEvent =
 
 /** What a node reports to observers. */
 export type NodeEvent =
-  MembershipEvent | ResilienceEvent | { readonly type: "state"; readonly state: NodeState };
+  | MembershipEvent
+  | ResilienceEvent
+  | SloAlertEvent
+  | { readonly type: "state"; readonly state: NodeState };
 
 /** Counters a node keeps for its own activity; read them with `node.stats()`. */
 export interface NodeStats {

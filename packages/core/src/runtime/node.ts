@@ -1,4 +1,9 @@
-import { StrataError, toStrataError } from "../errors/index.js";
+import { StrataError, toStrataError, type ErrorCode } from "../errors/index.js";
+import { CallWindow } from "../observability/call-window.js";
+import { eventLoopDelay, registerNodeGauges } from "../observability/node-gauges.js";
+import { SloMonitor, type BurnRateRule, type SloSpec } from "../observability/slo.js";
+import type { TelemetrySnapshot } from "../observability/snapshot.js";
+import { RpcTelemetry, type TelemetryOptions } from "../observability/telemetry.js";
 import {
   silentLogger,
   systemClock,
@@ -78,6 +83,20 @@ export interface NodeOptions {
   readonly healthChecks?: readonly HealthCheck[];
   /** Serve the built-in `strata-admin` service (health, stats, faults); default true. */
   readonly admin?: boolean;
+  /** Where traces and metrics go, and the node's service level objectives. */
+  readonly telemetry?: NodeTelemetryOptions;
+}
+
+/** Telemetry of one node; see docs/observability.md. */
+export interface NodeTelemetryOptions extends TelemetryOptions {
+  /** Objectives for the calls this node serves; alerts arrive as `slo` node events. */
+  readonly slos?: readonly SloSpec[];
+  /** Burn-rate alert rules; default the SRE workbook's (1 h/5 min at 14.4x, 6 h/30 min at 6x). */
+  readonly burnRateRules?: readonly BurnRateRule[];
+  /** How often burn rates are recomputed (ms); default 10 000. */
+  readonly sloEvaluateEveryMs?: number;
+  /** Window of the live call statistics `strata top` shows (ms); default 10 000. */
+  readonly windowMs?: number;
 }
 
 /** Client options, plus policies for every call made through the client. */
@@ -149,6 +168,10 @@ export interface StrataNode extends AsyncDisposable {
   health(): HealthReport;
   /** Counters of this node's calls and policy decisions. */
   stats(): NodeStatsReport;
+  /** This node's service level objectives: add more, read their status. */
+  readonly slos: SloMonitor;
+  /** Live call statistics, breakers, SLO status and process health (what `strata top` shows). */
+  telemetrySnapshot(): TelemetrySnapshot;
 }
 
 /** Options for {@link StrataNode.call}: call options plus routing choices. */
@@ -184,7 +207,13 @@ class Node implements StrataNode, TransportHandlers {
   readonly membership: Membership;
   readonly router: Router;
   readonly counters: NodeStats = emptyStats();
+  readonly telemetry: RpcTelemetry;
+  readonly slos: SloMonitor;
   state: NodeState = "created";
+  private readonly window: CallWindow;
+  private readonly sloEvaluateEveryMs: number;
+  private sloTimer: { clear(): void } | undefined;
+  private unregisterGauges: (() => void) | undefined;
 
   private readonly serving: Serving;
   private readonly calling: Calling;
@@ -249,6 +278,27 @@ class Node implements StrataNode, TransportHandlers {
     this.membership = new Membership((event) => this.onMembership(event));
     this.router = new Router(this.membership, this.region, () => this.clock.random());
     this.healthChecks = new Health(this.clock);
+    const telemetry = options.telemetry;
+    this.telemetry = new RpcTelemetry(telemetry);
+    this.window = new CallWindow(
+      this.clock,
+      telemetry?.windowMs === undefined ? {} : { windowMs: telemetry.windowMs },
+    );
+    this.sloEvaluateEveryMs = positive(
+      "telemetry.sloEvaluateEveryMs",
+      telemetry?.sloEvaluateEveryMs,
+      10_000,
+    );
+    this.slos = new SloMonitor(this.clock, telemetry?.slos ?? [], {
+      ...(telemetry?.burnRateRules === undefined ? {} : { rules: telemetry.burnRateRules }),
+      onAlert: (event) => {
+        this.logger[event.state === "firing" ? "warn" : "info"](
+          { slo: event.slo, severity: event.severity, burnRates: event.burnRates },
+          `SLO ${event.slo}: ${event.severity} alert ${event.state}`,
+        );
+        this.emit(event);
+      },
+    });
     for (const check of options.healthChecks ?? []) this.healthChecks.add(check);
     this.serving = new Serving(this, {
       validateOutput: options.validateOutput ?? false,
@@ -285,6 +335,11 @@ class Node implements StrataNode, TransportHandlers {
     return this.state;
   }
 
+  served(service: string, action: string, code: ErrorCode | "OK", durationMs: number): void {
+    this.window.record(service, action, code, durationMs);
+    this.slos.record(service, action, code, durationMs);
+  }
+
   watchDeadline(call: ServerCall): void {
     this.serving.watchDeadline(call);
   }
@@ -294,8 +349,9 @@ class Node implements StrataNode, TransportHandlers {
     respond: (reply: CallReply) => void,
     principal: Principal | undefined,
     deadline: number,
+    now: number,
   ): ServerCall | undefined {
-    return this.serving.handleLocal(request, respond, principal, deadline);
+    return this.serving.handleLocal(request, respond, principal, deadline, now);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -344,6 +400,14 @@ class Node implements StrataNode, TransportHandlers {
     this.announce();
     this.transport.broadcast({ t: "discover", id: this.id });
     this.scheduleHeartbeat();
+    this.unregisterGauges = registerNodeGauges(this.telemetry.meter, {
+      id: this.id,
+      region: this.region,
+      inFlight: () => this.serving.inFlight,
+      breakers: () => this.calling.breakers(),
+      sloStatus: () => this.slos.status(),
+    });
+    this.evaluateSlos();
   }
 
   stop(options: { readonly drainTimeoutMs?: number } = {}): Promise<void> {
@@ -387,6 +451,8 @@ class Node implements StrataNode, TransportHandlers {
       }),
     );
     this.serving.stop();
+    this.sloTimer?.clear();
+    this.unregisterGauges?.();
     await this.transport.close();
   }
 
@@ -618,6 +684,29 @@ class Node implements StrataNode, TransportHandlers {
 
   inFlight(): number {
     return this.serving.inFlight;
+  }
+
+  telemetrySnapshot(): TelemetrySnapshot {
+    const loop = eventLoopDelay();
+    return {
+      node: this.id,
+      region: this.region,
+      status: this.state === "running" && !this.ready ? "unready" : this.state,
+      inFlight: this.serving.inFlight,
+      windowSeconds: this.window.windowMs / 1000,
+      actions: this.window.snapshot(),
+      breakers: this.calling.breakers(),
+      slos: this.slos.status(),
+      heapUsedBytes: process.memoryUsage().heapUsed,
+      eventLoopDelayP99Ms: loop.p99,
+    };
+  }
+
+  private evaluateSlos(): void {
+    this.sloTimer = this.clock.setTimer(() => {
+      this.slos.evaluate();
+      if (this.state === "running" || this.state === "draining") this.evaluateSlos();
+    }, this.sloEvaluateEveryMs);
   }
 
   stats(): NodeStatsReport {

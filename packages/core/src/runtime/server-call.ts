@@ -1,4 +1,6 @@
+import { ROOT_CONTEXT, type Context, type Span } from "@opentelemetry/api";
 import type { StrataError } from "../errors/index.js";
+import type { RpcSeries } from "../observability/telemetry.js";
 import type { CallReply, CallRequest, Clock, Logger, TraceContext } from "../ports/index.js";
 import type { Client, ClientOptions } from "../service/client.js";
 import type { ServiceContract, ServiceContractSpec } from "../service/define-service.js";
@@ -33,6 +35,10 @@ export class ServerCall implements CallContext, DeadlineItem {
   limited = false;
   /** An injected fault: run the handler but send no reply. */
   dropReply = false;
+  /** The call's server span, the context it is active in, and its metric series. */
+  span: Span | undefined;
+  otelContext: Context = ROOT_CONTEXT;
+  series: RpcSeries | undefined;
   private controller: AbortController | undefined;
   private abortReason: StrataError | undefined;
   private childLogger: Logger | undefined;

@@ -1,4 +1,12 @@
-import { StrataError, toStrataError } from "../errors/index.js";
+import { ROOT_CONTEXT, context as otelContext, trace } from "@opentelemetry/api";
+import { StrataError, toStrataError, type ErrorCode } from "../errors/index.js";
+import {
+  decisionSpan,
+  safely,
+  type RpcSeries,
+  type RpcTelemetry,
+} from "../observability/telemetry.js";
+import { contextFromTrace, withSpan } from "../observability/trace-context.js";
 import type { CallReply, CallRequest, Clock, Logger, ServiceAnnouncement } from "../ports/index.js";
 import { ConcurrencyLimit } from "../resilience/concurrency-limit.js";
 import type { FaultEffect, FaultInjector } from "../resilience/faults.js";
@@ -17,6 +25,7 @@ interface HostedAction {
   /** Labels for validation messages, built once. */
   readonly inputLabel: string;
   readonly outputLabel: string;
+  readonly series: RpcSeries;
   readonly handler: (input: unknown, context: CallContext) => unknown;
 }
 
@@ -34,7 +43,10 @@ export interface ServingHost extends ServerCallHost {
   refusal(): string;
   readonly faults: FaultInjector;
   readonly counters: NodeStats;
+  readonly telemetry: RpcTelemetry;
   emit(event: ResilienceEvent): void;
+  /** Every call this node answered (or refused), for the call window and SLOs. */
+  served(service: string, action: string, code: ErrorCode | "OK", durationMs: number): void;
 }
 
 /** Options for {@link Serving}. */
@@ -120,6 +132,7 @@ export class Serving {
         what: `${contract.name}.${name}`,
         inputLabel: `${contract.name}.${name} input`,
         outputLabel: `${contract.name}.${name} output`,
+        series: this.host.telemetry.seriesOf(contract.name, name),
       });
     }
     this.services.set(contract.name, { implementation, version: contract.version, actions });
@@ -160,9 +173,8 @@ export class Serving {
     respond: (reply: CallReply) => void,
     principal: Principal | undefined,
     deadline: number,
+    now: number,
   ): ServerCall | undefined {
-    // The admission time matters only to a concurrency limit; skip the clock read otherwise.
-    const now = this.limit === undefined ? 0 : this.clock.monotonic();
     const call = this.handle(request, respond, principal, deadline, now);
     if (call !== undefined && !call.done) this.local.add(call);
     return call;
@@ -217,7 +229,32 @@ export class Serving {
     this.deadlines.push(call);
   }
 
-  private refuse(respond: (reply: CallReply) => void, error: StrataError): undefined {
+  /** Answers a call that was not admitted; it still gets a server span and counts as served. */
+  private refuse(
+    request: CallRequest,
+    respond: (reply: CallReply) => void,
+    error: StrataError,
+    series: RpcSeries | undefined,
+  ): undefined {
+    const telemetry = this.host.telemetry;
+    const s = series ?? telemetry.seriesOf(request.service, request.action);
+    const parent = contextFromTrace(request.trace, ROOT_CONTEXT);
+    const span = telemetry.startServer(s, parent, this.host.id, request.from);
+    const reason = error.details["reason"];
+    if (reason === "shed" || reason === "rate-limit") {
+      const why = reason === "shed" ? "concurrency" : "rate-limit";
+      decisionSpan(telemetry.tracer, `shed ${why}`, trace.setSpan(parent, span), {
+        "strata.reason": why,
+      });
+      safely(() => telemetry.shed.add(1, s.with("reason", why)));
+    }
+    telemetry.endServer(span, s, error.code, 0);
+    this.host.served(
+      s.attributes["rpc.service"] as string,
+      s.attributes["rpc.method"] as string,
+      error.code,
+      0,
+    );
     respond({ ok: false, error: error.toWire() });
     return undefined;
   }
@@ -230,10 +267,10 @@ export class Serving {
     now: number,
   ): ServerCall | undefined {
     const action = this.admit(request);
-    if (action instanceof StrataError) return this.refuse(respond, action);
+    if (action instanceof StrataError) return this.refuse(request, respond, action, undefined);
     if (this.perCaller !== undefined || this.perAction !== undefined) {
       const limited = this.rateLimit(request, principal, action);
-      if (limited !== undefined) return this.refuse(respond, limited);
+      if (limited !== undefined) return this.refuse(request, respond, limited, action.series);
     }
     let limitedByConcurrency = false;
     if (this.limit !== undefined) {
@@ -247,6 +284,7 @@ export class Serving {
           limit: this.limit.limit,
         });
         return this.refuse(
+          request,
           respond,
           new StrataError(
             "RESOURCE_EXHAUSTED",
@@ -255,6 +293,7 @@ export class Serving {
               details: { reason: "shed", node: this.host.id, limit: this.limit.limit },
             },
           ),
+          action.series,
         );
       }
       limitedByConcurrency = true;
@@ -265,6 +304,11 @@ export class Serving {
     this.host.counters.served++;
     const call = new ServerCall(this.host, request, respond, principal, deadline, now);
     call.limited = limitedByConcurrency;
+    const parent = contextFromTrace(request.trace, ROOT_CONTEXT);
+    const span = this.host.telemetry.startServer(action.series, parent, this.host.id, request.from);
+    call.span = span;
+    call.series = action.series;
+    call.otelContext = withSpan(parent, span);
     this.inFlight++;
     if (fault !== undefined) {
       this.host.counters.faults++;
@@ -318,6 +362,9 @@ export class Serving {
         // Swallowed: never run, never answered. It does not hold up a drain.
         call.done = true;
         this.inFlight--;
+        if (call.span !== undefined && call.series !== undefined) {
+          this.host.telemetry.endServer(call.span, call.series, "CANCELLED", 0);
+        }
         if (call.limited) this.limit?.release(0, false);
         this.local.delete(call);
         return;
@@ -403,7 +450,9 @@ export class Serving {
     if (call.done) return;
     let result: unknown;
     try {
-      result = action.handler(input, call);
+      // The handler runs with the call's span active, so that its calls, state operations and
+      // events join the trace (with an AsyncLocalStorage context manager installed).
+      result = otelContext.with(call.otelContext, action.handler, undefined, input, call);
     } catch (failure) {
       this.fail(call, action, failure);
       return;
@@ -455,12 +504,20 @@ export class Serving {
     call.done = true;
     this.inFlight--;
     this.deadlines.remove(call);
+    const code: ErrorCode | "OK" =
+      reply === undefined ? "CANCELLED" : reply.ok ? "OK" : reply.error.code;
+    const end = this.clock.monotonic();
+    const ms = end - call.startedAt;
+    if (call.span !== undefined && call.series !== undefined) {
+      this.host.telemetry.endServer(call.span, call.series, code, ms / 1000);
+    }
+    this.host.served(call.service, call.action, code, ms);
     if (call.limited) {
       const overloaded =
         reply !== undefined &&
         !reply.ok &&
         (reply.error.code === "DEADLINE_EXCEEDED" || reply.error.code === "RESOURCE_EXHAUSTED");
-      this.limit?.release(this.clock.monotonic() - call.startedAt, overloaded);
+      this.limit?.release(ms, overloaded, call.series?.spanName);
     }
     // Per-caller maps stay (one per calling node) and are dropped when that node leaves.
     if (call.remote) this.remote.get(call.request.from)?.delete(call.request.id);

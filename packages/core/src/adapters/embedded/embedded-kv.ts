@@ -1,4 +1,6 @@
 import { mkdir, readFile, stat } from "node:fs/promises";
+import { instrumentKv } from "../../observability/kv-telemetry.js";
+import type { TelemetryOptions } from "../../observability/telemetry.js";
 import { join, resolve } from "node:path";
 import { Packr } from "msgpackr";
 import { StrataError, toStrataError } from "../../errors/index.js";
@@ -39,6 +41,8 @@ import { lockFolder, type FolderLock } from "./folder-lock.js";
 export interface EmbeddedKvOptions {
   /** Folder that holds the store (created if missing); one process at a time may open it. */
   readonly dir: string;
+  /** Where operation spans and latencies go; default the global OpenTelemetry providers. */
+  readonly telemetry?: TelemetryOptions;
   readonly clock?: Clock;
   /** fsync before acknowledging a write (default true). Off only for throwaway test data. */
   readonly sync?: boolean;
@@ -664,5 +668,5 @@ export interface EmbeddedKv extends StrongKV {
 export async function openEmbeddedKv(options: EmbeddedKvOptions): Promise<EmbeddedKv> {
   const kv = new EmbeddedKvStore(options);
   await kv.open();
-  return kv;
+  return instrumentKv(kv, options.telemetry);
 }
