@@ -57,6 +57,10 @@ describe("strata CLI: help and bad command lines", () => {
       [["demo", "--duration", "0"], /--duration must be a number/],
       [["demo", "--concurrency", "-3"], /--concurrency|Option '--concurrency/],
       [["demo", "now"], /unexpected argument "now"/],
+      [["demo", "--otlp", "ftp://collector"], /--otlp must be an http\(s\) URL/],
+      [["demo", "--otlp", "not a url"], /--otlp must be an http\(s\) URL/],
+      [["demo", "--metrics-port", "0"], /--metrics-port must be an integer/],
+      [["top", "--interval", "50"], /--interval/],
       [["nodes", "all"], /unexpected argument "all"/],
       [["call"], /missing <service>.<action>/],
       [["call", "catalog"], /is not <service>.<action>/],
@@ -140,9 +144,33 @@ describe("strata demo", () => {
         duplicateEffects: number;
         sagas: { completed: number; unfinished: number; failed: number };
       };
+      observability: {
+        slos: Array<{ name: string; total: number; attainment: number }>;
+        slowestOrder: {
+          nodes: string[];
+          criticalPath: Array<{ name: string; node: string | null; selfMs: number }>;
+        } | null;
+        alerts: Array<{ slo: string; state: string }>;
+      };
       verdicts: Record<string, boolean>;
     };
     expect(report.calls.total).toBeGreaterThan(100);
+    // SLO attainment for every declared objective, measured over real traffic.
+    const slos = Object.fromEntries(report.observability.slos.map((s) => [s.name, s]));
+    expect(Object.keys(slos).sort()).toEqual([
+      "catalog-latency",
+      "checkout-availability",
+      "checkout-latency",
+      "inventory-availability",
+    ]);
+    expect(slos["catalog-latency"]?.total).toBeGreaterThan(0);
+    // The injected fault fails every inventory call on one node: its budget burns.
+    expect(slos["inventory-availability"]?.attainment).toBeLessThan(0.999);
+    expect(report.observability.alerts.some((a) => a.slo === "inventory-availability")).toBe(true);
+    // The slowest order is one trace, starting at the gateway's call.
+    const slowest = report.observability.slowestOrder;
+    expect(slowest?.nodes).toContain("gateway");
+    expect(slowest?.criticalPath.some((step) => step.name === "orders/place")).toBe(true);
     expect(report.inventory.oversold).toBe(0);
     expect(report.inventory.stockConserved).toBe(true);
     expect(report.calls.errors["INTERNAL"]).toBeUndefined();
@@ -234,6 +262,25 @@ describe("strata against a NATS cluster", () => {
     const json = await run(["nodes", "--nats", cluster.url, "--wait", "800", "--json"]);
     const nodes = JSON.parse(json.out) as Array<{ id: string }>;
     expect(nodes.map((n) => n.id)).toContain("dev1");
+  });
+
+  it("shows the cluster in strata top: nodes, traffic per action, SLO status", async () => {
+    await run(["call", "catalog.getProduct", '{"id":"p-0001"}', "--nats", cluster.url]);
+    const frame = await run(["top", "--nats", cluster.url, "--once"]);
+    expect(frame.code).toBe(0);
+    expect(frame.out).toMatch(/NODES/);
+    expect(frame.out).toMatch(/dev1/);
+    expect(frame.out).toMatch(/catalog/);
+    const json = await run(["top", "--nats", cluster.url, "--once", "--json"]);
+    expect(json.code).toBe(0);
+    const parsed = JSON.parse(json.out.trim().split("\n")[0] as string) as {
+      nodes: Array<{
+        id: string;
+        snapshot?: { actions: Array<{ action: string; count: number }> };
+      }>;
+    };
+    const dev = parsed.nodes.find((n) => n.id === "dev1");
+    expect(dev?.snapshot?.actions.find((a) => a.action === "getProduct")?.count).toBeGreaterThan(0);
   });
 
   it("calls an action and prints the result, or a readable error with field paths", async () => {

@@ -12,4 +12,11 @@ export { createLogger, DEFAULT_REDACT } from "./logger.js";
 export type { LoggerOptions } from "./logger.js";
 export { TraceCollector, criticalPath, toSpanRecord } from "./traces.js";
 export type { CriticalStep, SpanRecord, TraceCollectorOptions } from "./traces.js";
-export { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
+export {
+  AlwaysOnSampler,
+  InMemorySpanExporter,
+  ParentBasedSampler,
+  SamplingDecision,
+  TraceIdRatioBasedSampler,
+} from "@opentelemetry/sdk-trace-base";
+export type { Sampler, SamplingResult } from "@opentelemetry/sdk-trace-base";

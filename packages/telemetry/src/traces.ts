@@ -168,6 +168,9 @@ export function criticalPath(spans: readonly SpanRecord[], rootSpanId?: string):
     const kids = [...(children.get(span.spanId) ?? [])].sort((a, b) => b.endMs - a.endMs);
     for (const child of kids) {
       if (cursor <= span.startMs) break;
+      // A child that started after this point (work handed off, such as an event's consumers)
+      // is not what the parent waited for. One that ran past it (a server still working when
+      // its caller gave up) counts up to the point the parent stopped waiting.
       if (child.startMs >= cursor || depth > 64) continue;
       const childEnd = Math.min(child.endMs, cursor);
       add(span, cursor - childEnd);

@@ -41,6 +41,8 @@ export interface TracingOptions {
    * are sampled at this ratio (`OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`; default 1).
    */
   readonly sampleRatio?: number;
+  /** A sampler of your own (overrides `sampleRatio` and the variables). */
+  readonly sampler?: Sampler;
   /** More exporters (each behind its own bounded batch processor), e.g. an in-memory one. */
   readonly exporters?: readonly SpanExporter[];
   /** Span processors used as they are (synchronous ones see every span as it ends). */
@@ -88,7 +90,10 @@ export interface Tracing extends AsyncDisposable {
 export function startTracing(options: TracingOptions = {}): Tracing {
   const env = options.env ?? process.env;
   if (isTrue(env.OTEL_SDK_DISABLED)) return disabled("disabled by OTEL_SDK_DISABLED");
-  const { sampler, description } = samplerOf(options.sampleRatio, env);
+  const { sampler, description } =
+    options.sampler === undefined
+      ? samplerOf(options.sampleRatio, env)
+      : { sampler: options.sampler, description: options.sampler.toString() };
   const serviceName = options.serviceName ?? env.OTEL_SERVICE_NAME ?? "strata";
   const maxQueueSize = positiveInt("maxQueueSize", options.maxQueueSize, 4096);
   const exportTimeoutMillis = positiveInt("exportTimeoutMs", options.exportTimeoutMs, 10_000);

@@ -1,3 +1,4 @@
+import { trace } from "@opentelemetry/api";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,8 +22,20 @@ import {
   seededRandom,
   type LoadReport,
   type NodeEvent,
+  type SloSpec,
   type StrataNode,
 } from "@strata/core";
+import {
+  ParentBasedSampler,
+  SamplingDecision,
+  TraceCollector,
+  TraceIdRatioBasedSampler,
+  criticalPath,
+  startMetrics,
+  startTracing,
+  type Metrics,
+  type Sampler,
+} from "@strata/telemetry";
 import { seedCatalog, seedStock } from "../data/seed.js";
 import { catalog, catalogService } from "../services/catalog.js";
 import { cart, cartItems, cartService } from "../services/cart.js";
@@ -44,6 +57,10 @@ export interface DemoOptions {
   readonly faults?: boolean;
   /** Keep the store here instead of a temporary folder (which is removed at the end). */
   readonly dataDir?: string;
+  /** Also export the traces over OTLP/HTTP to this endpoint (e.g. `http://localhost:4318/v1/traces`). */
+  readonly otlpUrl?: string;
+  /** Serve each service node's Prometheus `/metrics` on this port and the next ones. */
+  readonly metricsPort?: number;
   readonly signal?: AbortSignal;
   readonly out?: NodeJS.WritableStream;
   readonly err?: NodeJS.WritableStream & { isTTY?: boolean };
@@ -137,7 +154,92 @@ export interface DemoReport {
       readonly unfinished: number;
     };
   };
+  readonly observability: {
+    readonly tracing: {
+      readonly sampler: string;
+      readonly spans: number;
+      readonly otlp: string | null;
+    };
+    /** Service level objectives over the run, summed over the service nodes. */
+    readonly slos: ReadonlyArray<{
+      readonly name: string;
+      readonly objective: number;
+      readonly total: number;
+      readonly attainment: number;
+      readonly met: boolean;
+    }>;
+    /** Burn-rate alerts the nodes raised (the injected fault burns inventory's budget). */
+    readonly alerts: ReadonlyArray<{
+      readonly atSecond: number;
+      readonly node: string;
+      readonly slo: string;
+      readonly severity: string;
+      readonly state: string;
+    }>;
+    /** The slowest checkout's trace: where its time went. */
+    readonly slowestOrder: {
+      readonly orderId: string | null;
+      readonly traceId: string;
+      readonly durationMs: number;
+      readonly spans: number;
+      readonly nodes: readonly string[];
+      readonly criticalPath: ReadonlyArray<{
+        readonly name: string;
+        readonly node: string | null;
+        readonly selfMs: number;
+      }>;
+    } | null;
+    /** `/metrics` endpoints, when asked for. */
+    readonly metrics: readonly string[];
+  };
   readonly verdicts: Readonly<Record<string, boolean>>;
+}
+
+/** The commerce objectives, declared on every service node. */
+export const COMMERCE_SLOS: readonly SloSpec[] = [
+  {
+    name: "checkout-availability",
+    service: "orders",
+    action: "place",
+    kind: "availability",
+    objective: 0.995,
+  },
+  {
+    name: "checkout-latency",
+    service: "orders",
+    action: "place",
+    kind: "latency",
+    objective: 0.99,
+    thresholdMs: 1_000,
+  },
+  { name: "inventory-availability", service: "inventory", kind: "availability", objective: 0.999 },
+  {
+    name: "catalog-latency",
+    service: "catalog",
+    kind: "latency",
+    objective: 0.99,
+    thresholdMs: 50,
+  },
+];
+
+/**
+ * Every checkout is traced (the report shows the slowest one's critical path); of the other
+ * traffic one trace in twenty is kept, so tracing costs the demo little.
+ */
+class DemoSampler implements Sampler {
+  private readonly rest = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.05) });
+
+  shouldSample(...args: Parameters<Sampler["shouldSample"]>): ReturnType<Sampler["shouldSample"]> {
+    const [context, , spanName] = args;
+    if (spanName === "orders/place" && trace.getSpanContext(context) === undefined) {
+      return { decision: SamplingDecision.RECORD_AND_SAMPLED };
+    }
+    return this.rest.shouldSample(...args);
+  }
+
+  toString(): string {
+    return "every checkout, parentbased_traceidratio(0.05) for the rest";
+  }
 }
 
 const REGIONS: Record<string, string> = { n1: "eu", n2: "eu", n3: "us" };
@@ -177,6 +279,22 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "strata-demo-")));
   const kv = await openEmbeddedKv({ dir: dataDir });
   const eventLog = await openEmbeddedLog({ dir: join(dataDir, "events") });
+  const collector = new TraceCollector({ maxTraces: 500 });
+  const tracing = startTracing({
+    serviceName: "strata-demo",
+    sampler: new DemoSampler(),
+    processors: [collector],
+    ...(options.otlpUrl === undefined ? {} : { otlpUrl: options.otlpUrl }),
+  });
+  const metrics: Metrics[] = [];
+  const alerts: Array<{
+    atSecond: number;
+    node: string;
+    slo: string;
+    severity: string;
+    state: string;
+  }> = [];
+  const demoStarted = performance.now();
   const nodes: StrataNode[] = [];
   const eventsByNode: Events[] = [];
   const runners: SagaRunner[] = [];
@@ -185,7 +303,12 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await seedInventory(kv, initialStock);
     const network = createEmbeddedNetwork();
     const spaces: CrdtSpace[] = [];
-    for (const id of ["n1", "n2", "n3"]) {
+    for (const [i, id] of ["n1", "n2", "n3"].entries()) {
+      const nodeMetrics =
+        options.metricsPort === undefined
+          ? undefined
+          : await startMetrics({ nodeId: id, port: options.metricsPort + i, host: "127.0.0.1" });
+      if (nodeMetrics !== undefined) metrics.push(nodeMetrics);
       const node = createNode({
         id,
         region: REGIONS[id] as string,
@@ -193,6 +316,21 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         services: [catalogService(products), inventoryService(kv)],
         heartbeatIntervalMs: 250,
         resilience: { serving: { concurrency: { type: "gradient", initial: 64, max: 1_000 } } },
+        telemetry: {
+          slos: COMMERCE_SLOS,
+          sloEvaluateEveryMs: 500,
+          ...(nodeMetrics === undefined ? {} : { meterProvider: nodeMetrics.meterProvider }),
+        },
+      });
+      node.on((event) => {
+        if (event.type !== "slo") return;
+        alerts.push({
+          atSecond: Math.round((performance.now() - demoStarted) / 100) / 10,
+          node: id,
+          slo: event.slo,
+          severity: event.severity,
+          state: event.state,
+        });
       });
       // Orders and payments: order outcomes and their events commit together (outbox).
       const events = createEvents({
@@ -498,6 +636,14 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         conserved = false;
     }
     const ev = await checkEvents(eventsByNode[0] as Events, consumers[0]?.sales as Projection);
+    const observability = summarizeTelemetry(
+      nodes.slice(0, 3),
+      collector,
+      tracing.sampler,
+      options.otlpUrl,
+      alerts,
+      metrics.flatMap((m) => (m.url === undefined ? [] : [m.url])),
+    );
     const stats = nodes.map((n) => n.stats());
     const gatewayStats = gateway.stats();
     const result: DemoReport = {
@@ -571,6 +717,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         handover,
         sagas: ev.sagas,
       },
+      observability,
       verdicts: {
         noOversell: oversold === 0,
         stockConserved: conserved,
@@ -583,6 +730,12 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         projectionConsistent: ev.projectionConsistent,
         poisonDeadLettered: ev.poisonDeadLettered,
         sagasSettled: ev.sagas.failed === 0 && ev.sagas.unfinished === 0,
+        // The slowest checkout is one trace from the gateway through the service nodes.
+        orderTraced:
+          ev.confirmed + ev.cancelled === 0 ||
+          (observability.slowestOrder !== null &&
+            observability.slowestOrder.nodes.length >= 2 &&
+            observability.slowestOrder.criticalPath[0]?.name === "orders/place"),
       },
     };
     if (options.json) out.write(`${JSON.stringify(result)}\n`);
@@ -594,6 +747,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await Promise.allSettled(nodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
     await eventLog.close();
     await kv.close();
+    await Promise.allSettled(metrics.map((m) => m.close()));
+    await tracing.shutdown();
     if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
   }
 }
@@ -696,6 +851,70 @@ async function checkEvents(events: Events, sales: Projection) {
   };
 }
 
+/** SLO attainment over the service nodes, the alerts they raised, and the slowest checkout. */
+function summarizeTelemetry(
+  serviceNodes: readonly StrataNode[],
+  collector: TraceCollector,
+  sampler: string,
+  otlpUrl: string | undefined,
+  alerts: DemoReport["observability"]["alerts"],
+  metricUrls: readonly string[],
+): DemoReport["observability"] {
+  const totals = new Map<string, { objective: number; total: number; good: number }>();
+  for (const node of serviceNodes) {
+    for (const slo of node.slos.status()) {
+      const t = totals.get(slo.name) ?? { objective: slo.objective, total: 0, good: 0 };
+      t.total += slo.total;
+      t.good += slo.good;
+      totals.set(slo.name, t);
+    }
+  }
+  const slos = [...totals].map(([name, t]) => {
+    const attainment = t.total === 0 ? 1 : t.good / t.total;
+    return {
+      name,
+      objective: t.objective,
+      total: t.total,
+      attainment: round4(attainment),
+      met: attainment >= t.objective,
+    };
+  });
+  const slowest = collector.slowestRoot("orders/place");
+  let slowestOrder: DemoReport["observability"]["slowestOrder"] = null;
+  if (slowest !== undefined) {
+    const spans = collector.trace(slowest.traceId);
+    const root = spans.find((s) => s.parentSpanId === undefined && s.name === "orders/place");
+    const orderId = spans.find((s) => typeof s.attributes["commerce.order.id"] === "string")
+      ?.attributes["commerce.order.id"] as string | undefined;
+    const nodes = new Set<string>();
+    for (const s of spans) {
+      const node = s.attributes["strata.node.id"];
+      if (typeof node === "string") nodes.add(node);
+    }
+    slowestOrder = {
+      orderId: orderId ?? null,
+      traceId: slowest.traceId,
+      durationMs: Math.round(slowest.durationMs * 10) / 10,
+      spans: spans.length,
+      nodes: [...nodes].sort(),
+      criticalPath: criticalPath(spans, root?.spanId)
+        .filter((step) => step.selfMs >= 0.05)
+        .map((step) => ({
+          name: step.name,
+          node: step.node ?? null,
+          selfMs: Math.round(step.selfMs * 10) / 10,
+        })),
+    };
+  }
+  return {
+    tracing: { sampler, spans: collector.spans().length, otlp: otlpUrl ?? null },
+    slos,
+    alerts,
+    slowestOrder,
+    metrics: metricUrls,
+  };
+}
+
 function round4(x: number): number {
   return Math.round(x * 10_000) / 10_000;
 }
@@ -760,6 +979,40 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
         ? ""
         : `; ${e.handover.node} left the consumer groups at ${e.handover.atSecond}s`),
   );
+  const o = r.observability;
+  log(
+    `SLOs         ${o.slos
+      .map(
+        (slo) =>
+          `${slo.name} ${pct(slo.attainment)} (objective ${pct(slo.objective)}${slo.met ? "" : ", MISSED"})`,
+      )
+      .join("; ")}`,
+  );
+  const fired = o.alerts.filter((a) => a.state === "firing");
+  log(
+    `alerts       ${
+      fired.length === 0
+        ? "none fired"
+        : fired.map((a) => `${a.atSecond}s ${a.node} ${a.slo} ${a.severity}`).join(", ")
+    }`,
+  );
+  if (o.slowestOrder !== null) {
+    const so = o.slowestOrder;
+    log(
+      `slowest      ${so.orderId ?? "an order"}: ${so.durationMs} ms, ${so.spans} spans on ${so.nodes.join(", ")} (trace ${so.traceId})`,
+    );
+    log(
+      `             critical path: ${so.criticalPath
+        .map(
+          (step) => `${step.name}${step.node === null ? "" : ` [${step.node}]`} ${step.selfMs} ms`,
+        )
+        .join(" → ")}`,
+    );
+  }
+  log(
+    `tracing      ${o.tracing.spans} spans kept (${o.tracing.sampler})${o.tracing.otlp === null ? "" : `, exported to ${o.tracing.otlp}`}`,
+  );
+  if (o.metrics.length > 0) log(`metrics      ${o.metrics.join(" ")}`);
   const transitions = r.resilience.breakerTransitions;
   log(
     `breakers     ${transitions.length === 0 ? "no transitions" : transitions.map((t) => `${t.atSecond}s ${t.target} ${t.state}`).join(", ")}`,

@@ -1,5 +1,11 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { ADMIN_SERVICE, isAdminService, isStrataError, type StrataNode } from "@strata/core";
+import {
+  ADMIN_SERVICE,
+  isAdminService,
+  isStrataError,
+  type StrataNode,
+  type TelemetrySnapshot as CoreTelemetrySnapshot,
+} from "@strata/core";
 import { natsUrl, parse, positiveInt } from "../args.js";
 import { clientNode, settle } from "../cluster.js";
 import { EXIT, UsageError, type Io } from "../io.js";
@@ -57,7 +63,11 @@ export interface SloStatus {
   }>;
 }
 
-/** What `strata-admin.telemetry` answers: one node's health, traffic, breakers and SLOs. */
+/**
+ * What `strata-admin.telemetry` answers (one node's health, traffic, breakers and SLOs), as this
+ * view reads it off the wire: the core's snapshot with enumerations widened to strings, since an
+ * answer from another build may name states this one does not know.
+ */
 export interface TelemetrySnapshot {
   readonly node: string;
   readonly region: string;
@@ -74,6 +84,9 @@ export interface TelemetrySnapshot {
   readonly heapUsedBytes: number;
   readonly eventLoopDelayP99Ms: number;
 }
+
+/** Every snapshot the core makes is one this view reads (checked when this file compiles). */
+export const readsCoreSnapshots: (snapshot: CoreTelemetrySnapshot) => TelemetrySnapshot = (s) => s;
 
 /** One node in a frame: its snapshot, or why there is none ("unreachable CODE", "bad answer"). */
 export interface TopNode {
