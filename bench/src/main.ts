@@ -5,6 +5,7 @@ import { renderCrdtMarkdown, runCrdtBench } from "./crdt.js";
 import { renderStateMarkdown, runStateBench } from "./state.js";
 import { renderEventsMarkdown, runEventsBench } from "./events.js";
 import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
+import { renderTelemetryMarkdown, runTelemetryBench } from "./telemetry.js";
 
 const USAGE = `usage: npm run bench -- <suite> [--quick]
 
@@ -13,6 +14,7 @@ suites:
   resilience  cost of the default policy chain; overload at 3x capacity with and without shedding
   state       StrongKV get/put/compare-and-set through Strata vs the raw NATS KV and PostgreSQL clients
   events      publish and delivery through Strata vs raw JetStream (R1, R3); embedded log; consumers
+  telemetry   call throughput with tracing off, at 1% and 100% sampling, and with metrics on
 
 options:
   --quick   fewer calls (a smoke run; results are not written)
@@ -35,7 +37,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return suite === undefined && parsed.values.help !== true ? 2 : 0;
   }
-  if (suite !== "rpc" && suite !== "resilience" && suite !== "state" && suite !== "events") {
+  if (!["rpc", "resilience", "state", "events", "telemetry"].includes(suite)) {
     console.error(`bench: unknown suite "${suite}"\n${USAGE}`);
     return 2;
   }
@@ -65,6 +67,23 @@ async function main(argv: string[]): Promise<number> {
         markdown,
       });
       console.log("wrote bench/results/events.json and docs/BENCHMARKS.md");
+    }
+    return 0;
+  }
+  if (suite === "telemetry") {
+    const results = await runTelemetryBench({ quick, log: (line) => console.log(line) });
+    for (const t of results.targets)
+      console.log(`${t.met ? "met   " : "MISSED"} ${t.name}: ${t.value}% (goal ${t.target})`);
+    if (!quick) {
+      const command = "npm run bench -- telemetry";
+      await publishSection(
+        "telemetry",
+        "Observability",
+        results,
+        renderTelemetryMarkdown(results, command),
+        { json: `${root}bench/results/telemetry.json`, markdown },
+      );
+      console.log("wrote bench/results/telemetry.json and docs/BENCHMARKS.md");
     }
     return 0;
   }

@@ -16,7 +16,7 @@ export const PAYLOAD = {
   ok: true,
 };
 
-interface Peer extends AsyncDisposable {
+export interface Peer extends AsyncDisposable {
   call(payload: object): Promise<unknown>;
 }
 
@@ -61,7 +61,7 @@ export interface RpcOptions {
  * turns, round after round, so drift in the machine's load lands on all of them alike. Each row
  * reports the median round (by throughput) of its peer and concurrency.
  */
-async function measureGroup(
+export async function measureGroup(
   scenario: RpcRow["scenario"],
   peers: ReadonlyArray<{ readonly name: string; readonly make: () => Promise<Peer> }>,
   options: RpcOptions,

@@ -2,6 +2,7 @@ import {
   createEmbeddedNetwork,
   createNode,
   defineService,
+  type NodeTelemetryOptions,
   type ResilienceOptions,
   type StrataNode,
 } from "@strata/core";
@@ -78,17 +79,27 @@ export function strataLocal(chain: PolicyChain = "default"): Promise<StrataPeer>
   return pair(node, node);
 }
 
-/** Two nodes in this process, each with its own NATS connection to the same server. */
-export function strataNats(url: string, chain: PolicyChain = "default"): Promise<StrataPeer> {
+/**
+ * Two nodes in this process, each with its own NATS connection to the same server; `telemetry`
+ * (per side) routes their spans and metrics, for measuring what observability costs.
+ */
+export function strataNats(
+  url: string,
+  chain: PolicyChain = "default",
+  telemetry?: { readonly server?: NodeTelemetryOptions; readonly client?: NodeTelemetryOptions },
+  cluster = "bench",
+): Promise<StrataPeer> {
   const server = createNode({
-    id: "s-server",
-    transport: createNatsTransport({ servers: url, cluster: "bench" }),
+    id: `s-server-${cluster}`,
+    transport: createNatsTransport({ servers: url, cluster }),
     services: [impl],
+    ...(telemetry?.server === undefined ? {} : { telemetry: telemetry.server }),
   });
   const client = createNode({
-    id: "s-client",
-    transport: createNatsTransport({ servers: url, cluster: "bench" }),
+    id: `s-client-${cluster}`,
+    transport: createNatsTransport({ servers: url, cluster }),
     ...resilience(chain),
+    ...(telemetry?.client === undefined ? {} : { telemetry: telemetry.client }),
   });
   return pair(server, client);
 }

@@ -2,11 +2,13 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { createNode, type AnyServiceImplementation } from "@strata/core";
 import { createNatsTransport } from "@strata/nats";
-import { natsUrl, parse } from "../args.js";
+import { createLogger, startMetrics, startTracing, type Metrics } from "@strata/telemetry";
+import { natsUrl, parse, positiveInt } from "../args.js";
 import { embeddedNetwork } from "../cluster.js";
 import { EXIT, UsageError, type Io } from "../io.js";
 
 export const DEV_HELP = `usage: strata dev <module> [--nats <url>] [--id <node-id>] [--region <region>] [--cluster <name>]
+                         [--metrics-port <port>] [--log-level <level>]
 
 Runs a node that serves every service implementation the module exports (the values returned by
 contract.implement(...)). Without --nats the node runs embedded, alone in this process; with it,
@@ -16,7 +18,14 @@ it joins the cluster on that NATS server. Ctrl-C (or SIGTERM) drains and stops i
   --id <node-id>      node id (default: a random one)
   --region <region>   region, for region-affine routing (default "default")
   --cluster <name>    Strata cluster name on the NATS system (default "default")
-  -h, --help          this text`;
+  --metrics-port <p>  serve Prometheus metrics at http://127.0.0.1:<p>/metrics
+  --log-level <level> log JSON lines (pino) to stderr at this level: trace, debug, info, warn,
+                      error (default: $STRATA_LOG_LEVEL, else no logs)
+  -h, --help          this text
+
+Traces are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT (or
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set; OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG choose
+the sampling, OTEL_SERVICE_NAME the service name.`;
 
 function isImplementation(value: unknown): value is AnyServiceImplementation {
   if (typeof value !== "object" || value === null) return false;
@@ -61,6 +70,8 @@ export async function devCommand(argv: readonly string[], io: Io): Promise<numbe
     id: { type: "string" },
     region: { type: "string" },
     cluster: { type: "string" },
+    "metrics-port": { type: "string" },
+    "log-level": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.help === true) {
@@ -72,7 +83,35 @@ export async function devCommand(argv: readonly string[], io: Io): Promise<numbe
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0] as string}"`);
   const implementations = await loadImplementations(path);
   const url = natsUrl(values.nats, io.env);
+  const metricsPort =
+    values["metrics-port"] === undefined
+      ? undefined
+      : positiveInt("metrics-port", values["metrics-port"], 9464, 65_535);
+  const level = values["log-level"] ?? io.env.STRATA_LOG_LEVEL;
+  let logger;
+  try {
+    logger =
+      level === undefined
+        ? undefined
+        : createLogger({ level: level as "info", env: io.env, destination: process.stderr });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const exportsTraces =
+    (io.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? io.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? "") !== "";
+  let tracing;
+  try {
+    tracing = exportsTraces ? startTracing({ env: io.env }) : undefined;
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const metrics: Metrics | undefined =
+    metricsPort === undefined
+      ? undefined
+      : await startMetrics({ port: metricsPort, host: "127.0.0.1" });
   const node = createNode({
+    ...(logger === undefined ? {} : { logger }),
+    ...(metrics === undefined ? {} : { telemetry: { meterProvider: metrics.meterProvider } }),
     ...(values.id === undefined ? {} : { id: values.id }),
     ...(values.region === undefined ? {} : { region: values.region }),
     transport:
@@ -94,6 +133,8 @@ export async function devCommand(argv: readonly string[], io: Io): Promise<numbe
       `  serving ${impl.contract.name}@${impl.contract.version}: ${Object.keys(impl.contract.actions).join(", ")}\n`,
     );
   }
+  if (metrics?.url !== undefined) io.out.write(`  metrics at ${metrics.url}\n`);
+  if (tracing !== undefined) io.out.write(`  traces exported (${tracing.sampler})\n`);
   io.out.write("Ctrl-C drains and stops.\n");
   await new Promise<void>((resolveStop) => {
     if (io.signal === undefined || io.signal.aborted) {
@@ -104,6 +145,8 @@ export async function devCommand(argv: readonly string[], io: Io): Promise<numbe
   });
   io.out.write(`draining ${node.id}…\n`);
   await node.stop();
+  await metrics?.close();
+  await tracing?.shutdown();
   io.out.write("stopped\n");
   return EXIT.ok;
 }

@@ -14,7 +14,7 @@ import {
   type Context,
   type Span,
 } from "@opentelemetry/api";
-import { safely, tracerOf, type TelemetryOptions } from "../observability/telemetry.js";
+import { safely, startSpan, tracerOf, type TelemetryOptions } from "../observability/telemetry.js";
 import { contextFromTrace, traceFromContext } from "../observability/trace-context.js";
 
 /** What a step's code is told. */
@@ -251,7 +251,8 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
           journal.traceparent === undefined
             ? otelContext.active()
             : contextFromTrace({ traceparent: journal.traceparent }, ROOT_CONTEXT);
-        sagaSpan = tracer.startSpan(
+        sagaSpan = startSpan(
+          tracer,
           `saga ${definition.name}`,
           {
             attributes: {
@@ -291,7 +292,8 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
           let stepSpan: Span | undefined;
           let stepContext = sagaContext;
           safely(() => {
-            stepSpan = tracer.startSpan(
+            stepSpan = startSpan(
+              tracer,
               `step ${name}`,
               { attributes: { "strata.saga.step": name, "strata.attempt": n } },
               sagaContext,

@@ -14,7 +14,7 @@ import {
   type Tracer,
 } from "@opentelemetry/api";
 import type { TraceContext } from "../ports/transport.js";
-import { meterOf, safely, tracerOf, type TelemetryOptions } from "./telemetry.js";
+import { meterOf, safely, startSpan, tracerOf, type TelemetryOptions } from "./telemetry.js";
 import { contextFromTrace, parseTraceparent, traceFromContext } from "./trace-context.js";
 
 /** Spans and metrics of the events block (messaging.* semantic conventions). */
@@ -63,7 +63,8 @@ export class EventsTelemetry {
       given === undefined ? otelContext.active() : contextFromTrace(given, otelContext.active());
     let span: Span;
     try {
-      span = this.tracer.startSpan(
+      span = startSpan(
+        this.tracer,
         `${operation} ${stream}`,
         {
           kind: SpanKind.PRODUCER,
@@ -141,7 +142,8 @@ export class EventsTelemetry {
     };
     let span: Span;
     try {
-      span = this.tracer.startSpan(
+      span = startSpan(
+        this.tracer,
         `process ${delivery.stream}`,
         {
           kind: SpanKind.CONSUMER,

@@ -5,6 +5,7 @@ import {
   DURATION_BUCKETS_S,
   meterOf,
   safely,
+  startSpan,
   tracerOf,
   type TelemetryOptions,
 } from "./telemetry.js";
@@ -48,7 +49,7 @@ export function instrumentKv<T extends StrongKV>(kv: T, options?: TelemetryOptio
       const start = performance.now();
       let span;
       try {
-        span = tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes: base });
+        span = startSpan(tracer, name, { kind: SpanKind.CLIENT, attributes: base });
       } catch {
         span = undefined;
       }

@@ -1,6 +1,9 @@
 import {
+  INVALID_TRACEID,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
+  context,
   metrics,
   trace,
   type Attributes,
@@ -10,6 +13,7 @@ import {
   type Meter,
   type MeterProvider,
   type Span,
+  type SpanOptions,
   type Tracer,
   type TracerProvider,
 } from "@opentelemetry/api";
@@ -55,6 +59,29 @@ export function meterOf(options?: TelemetryOptions): Meter {
   );
 }
 
+/**
+ * Starts a span under `parent` (default: the active context). Sampling is parent-based: when the
+ * parent is known and not sampled, the child is not either, and the SDK is not asked (it would
+ * only draw ids and consult its sampler for a span nobody records). The child then stands for
+ * its parent, which keeps the trace id and the unsampled flag travelling on.
+ */
+export function startSpan(
+  tracer: Tracer,
+  name: string,
+  options: SpanOptions,
+  parent: Context = context.active(),
+): Span {
+  const parentContext = trace.getSpanContext(parent);
+  if (
+    parentContext !== undefined &&
+    (parentContext.traceFlags & TraceFlags.SAMPLED) === 0 &&
+    parentContext.traceId !== INVALID_TRACEID
+  ) {
+    return trace.wrapSpanContext(parentContext);
+  }
+  return tracer.startSpan(name, options, parent);
+}
+
 /** Runs telemetry code; whatever it throws stays here (telemetry never breaks the host program). */
 export function safely(fn: () => void): void {
   try {
@@ -73,7 +100,7 @@ export function decisionSpan(
   error = false,
 ): void {
   safely(() => {
-    const span = tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes }, parent);
+    const span = startSpan(tracer, name, { kind: SpanKind.INTERNAL, attributes }, parent);
     if (error) span.setStatus({ code: SpanStatusCode.ERROR });
     span.end();
   });
@@ -195,7 +222,8 @@ export class RpcTelemetry {
 
   startClient(series: RpcSeries, parent: Context, nodeId: string): Span {
     try {
-      const span = this.tracer.startSpan(
+      const span = startSpan(
+        this.tracer,
         series.spanName,
         { kind: SpanKind.CLIENT, attributes: series.attributes },
         parent,
@@ -209,7 +237,8 @@ export class RpcTelemetry {
 
   startServer(series: RpcSeries, parent: Context, nodeId: string, caller: string): Span {
     try {
-      const span = this.tracer.startSpan(
+      const span = startSpan(
+        this.tracer,
         series.spanName,
         { kind: SpanKind.SERVER, attributes: series.attributes },
         parent,

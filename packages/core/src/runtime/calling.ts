@@ -3,6 +3,7 @@ import { StrataError, fromWireError, toStrataError, type ErrorCode } from "../er
 import {
   decisionSpan,
   safely,
+  startSpan,
   type RpcSeries,
   type RpcTelemetry,
 } from "../observability/telemetry.js";
@@ -851,7 +852,8 @@ export class Calling {
     safely(() => {
       telemetry.retries.add(1, call.binding.shared.series.attributes);
       // The backoff is a span of its own: on the critical path it shows as time spent waiting.
-      call.backoff = telemetry.tracer.startSpan(
+      call.backoff = startSpan(
+        telemetry.tracer,
         "retry backoff",
         {
           attributes: {
