@@ -141,7 +141,7 @@ export function renderTelemetryMarkdown(r: TelemetryResults, command: string): s
   const n = (x: number): string => x.toLocaleString("en-US");
   const byConcurrency = [1, 16, 128];
   return [
-    `Measured ${r.when.slice(0, 10)} on ${r.machine.cpus} cores, Node ${r.machine.node}, nats-server ${r.machine.natsServer}, with \`${command}\`: the echo call of the RPC table over NATS (two nodes in one process), the set-ups taking turns for three rounds, each row the median round. Tracing uses the OpenTelemetry SDK with parent-based ratio sampling and a batch processor exporting over OTLP/HTTP to a loopback collector stand-in (${n(r.exported.requests)} export requests, ${n(Math.round(r.exported.bytes / 1024))} KiB); metrics are the OpenTelemetry metrics SDK with a Prometheus reader per node.`,
+    `Measured ${r.when.slice(0, 10)} on ${r.machine.cpus} cores, Node ${r.machine.node}, nats-server ${r.machine.natsServer}, with \`${command}\`: the echo call of the RPC table over NATS (two nodes in one process), the set-ups taking turns for three rounds, each row the median round. Tracing uses the OpenTelemetry SDK with parent-based ratio sampling and a batch processor exporting over OTLP/HTTP to a loopback collector stand-in (${n(r.exported.requests)} export requests, ${n(Math.round(r.exported.bytes / 1024 / 1024))} MiB); metrics are the OpenTelemetry metrics SDK with a Prometheus reader per node.`,
     "",
     "| set-up | concurrency | calls/s | vs no telemetry | p50 ms | p99 ms |",
     "|---|---:|---:|---:|---:|---:|",

@@ -1,4 +1,7 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { trace } from "@opentelemetry/api";
@@ -7,8 +10,11 @@ import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import {
   StrataError,
   createEmbeddedNetwork,
+  createEvents,
   createNode,
   defineService,
+  openEmbeddedKv,
+  openEmbeddedLog,
   type NodeEvent,
   type StrataNode,
 } from "@strata/core";
@@ -183,6 +189,134 @@ describe("Prometheus metrics", () => {
     expect((await fetch(`${base}/secrets`)).status).toBe(404);
     expect((await fetch(serverMetrics.url as string, { method: "POST" })).status).toBe(405);
     expect((await fetch(serverMetrics.url as string)).status).toBe(200);
+  });
+
+  it("carries every series docs/observability.md documents", async () => {
+    const doc = await readFile(new URL("../../../docs/observability.md", import.meta.url), "utf8");
+    const table = doc.slice(doc.indexOf("## Metrics"), doc.indexOf("## Service level objectives"));
+    // The first cell of each row of the metrics table names the series (the others, labels).
+    const documented = new Set(
+      table
+        .split("\n")
+        .filter((line) => line.startsWith("| `"))
+        .flatMap((line) => [
+          ...(line.split("|")[1] ?? "").matchAll(/`((?:strata|nodejs)_[a-z0-9_]+)`/g),
+        ])
+        .map((m) => m[1] as string),
+    );
+    expect(documented.size).toBeGreaterThan(20);
+
+    const metrics = await metricsFor("everything");
+    const telemetry = { meterProvider: metrics.meterProvider };
+    const dir = await mkdtemp(join(tmpdir(), "strata-metrics-"));
+    const kv = await openEmbeddedKv({ dir: join(dir, "kv"), telemetry });
+    const log = await openEmbeddedLog({ dir: join(dir, "log") });
+    const events = createEvents({ log, kv, source: "strata://test", telemetry, commitMs: 10 });
+    cleanups.push(async () => {
+      await events.close();
+      await log.close();
+      await kv.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const shop = defineService({
+      name: "shop",
+      version: "1.0.0",
+      actions: { noop: { input: z.object({}), output: z.object({}) } },
+      events: { sold: z.object({ n: z.number() }) },
+    });
+    let failures = 0;
+    await events.subscribe(shop, {
+      group: "counting",
+      maxAttempts: 2,
+      backoff: { initialMs: 1, maxMs: 5 },
+      on: {
+        sold: (e) => {
+          // n = 1 fails once then succeeds (a redelivery); n = 2 always fails (dead letter).
+          if (e.data.n === 2 || (e.data.n === 1 && failures++ === 0)) {
+            throw new StrataError("UNAVAILABLE", "try again");
+          }
+        },
+      },
+    });
+    for (const n of [0, 1, 2]) await events.publish(shop, "sold", { n }, { key: `k${n}` });
+    await waitFor(async () => (await events.lag(shop, "counting")) === 0, { timeoutMs: 10_000 });
+
+    // A server that serves one call at a time; a client with every policy on.
+    const held: Array<() => void> = [];
+    const releaseAll = (): void => {
+      for (const release of held.splice(0)) release();
+    };
+    const slow = defineService({
+      name: "slow",
+      version: "1.0.0",
+      actions: { wait: { input: z.object({}), output: z.object({}), idempotent: true } },
+    });
+    const network = createEmbeddedNetwork();
+    const server = createNode({
+      id: "shedder",
+      transport: network.transport(),
+      services: [
+        slow.implement({ wait: () => new Promise<object>((r) => held.push(() => r({}))) }),
+      ],
+      resilience: { serving: { concurrency: { type: "fixed", limit: 1 } } },
+      telemetry: {
+        ...telemetry,
+        slos: [{ name: "slow", service: "slow", kind: "availability", objective: 0.9 }],
+      },
+    });
+    const client = createNode({
+      id: "breaking",
+      transport: network.transport(),
+      resilience: {
+        defaults: {
+          retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+          breaker: { strategy: { type: "consecutive", threshold: 1 }, halfOpenAfterMs: 60_000 },
+          bulkhead: { maxConcurrent: 1, maxQueue: 0 },
+          hedge: { delayMs: 5, maxAttempts: 2 },
+        },
+      },
+      telemetry,
+    });
+    const holder = createNode({ id: "holder", transport: network.transport() });
+    await Promise.all([server.start(), client.start(), holder.start()]);
+    cleanups.push(async () => {
+      releaseAll();
+      await Promise.all([client, holder, server].map((n) => n.stop({ drainTimeoutMs: 100 })));
+    });
+    await client.waitForService("slow");
+    await holder.waitForService("slow");
+    const api = client.client(slow);
+    // A hedge: the first attempt holds the only slot, the hedged one is shed; a second call
+    // meanwhile is refused by the bulkhead.
+    const hedged = api.wait({});
+    await waitFor(() => client.stats().hedges > 0 && server.stats().shed > 0);
+    await expect(api.wait({})).rejects.toThrow(/bulkhead|RESOURCE_EXHAUSTED|full/i);
+    releaseAll();
+    await hedged;
+    // Retries: another node holds the slot, so every attempt is shed.
+    const holding = holder.client(slow).wait({});
+    await waitFor(() => held.length === 1);
+    await expect(api.wait({}, { timeoutMs: 2_000 })).rejects.toThrow();
+    expect(client.stats().retries).toBeGreaterThan(0);
+    releaseAll();
+    await holding;
+    // A deadline: the attempt counts against the node and the breaker (threshold 1) opens.
+    await expect(api.wait({}, { timeoutMs: 30 })).rejects.toThrow();
+    await waitFor(() => client.stats().breakerOpened > 0);
+    releaseAll();
+
+    // Lag is read in the background when a collection asks for it: the next scrape has it.
+    await waitFor(
+      async () =>
+        parsePrometheus(await metrics.scrape()).some(
+          (sample) => sample.name === "strata_events_consumer_lag",
+        ),
+      { timeoutMs: 5_000 },
+    );
+    const samples = parsePrometheus(await metrics.scrape());
+    const names = new Set(samples.map((s) => s.name.replace(/_(bucket|sum|count)$/, "")));
+    const missing = [...documented].filter((name) => !names.has(name));
+    expect(missing).toEqual([]);
   });
 
   it("bounds label cardinality: names beyond maxSeries share one series", async () => {

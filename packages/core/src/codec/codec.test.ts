@@ -60,7 +60,7 @@ const request: fc.Arbitrary<CallRequest> = fc.record(
     input: json,
     timeoutMs: fc.double({ min: 0, max: 86_400_000, noNaN: true }).map((d) => (d === 0 ? 0 : d)),
     trace: fc.record(
-      { traceparent: text, tracestate: text },
+      { traceparent: text, tracestate: text, baggage: text },
       { requiredKeys: ["traceparent"], noNullPrototype: true },
     ),
     meta: fc.dictionary(key, text, { maxKeys: 4, noNullPrototype: true }),
@@ -511,5 +511,36 @@ describe("codec budget and id limits", () => {
       );
     }
     expect(codec.decodeRequest(codec.encodeRequest(base)).timeoutMs).toBe(10);
+  });
+});
+
+describe("codec trace context", () => {
+  it("carries baggage, drops oversized trace context rather than the call, and refuses wrong types", () => {
+    const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const withBaggage = codec.decodeRequest(
+      codec.encodeRequest({ ...sample, trace: { traceparent: tp, baggage: "tenant=acme" } }),
+    );
+    expect(withBaggage.trace).toEqual({ traceparent: tp, baggage: "tenant=acme" });
+    const oversized = codec.decodeRequest(
+      codec.encodeRequest({
+        ...sample,
+        trace: {
+          traceparent: tp,
+          tracestate: "a=".padEnd(600, "x"),
+          baggage: "b=".padEnd(9_000, "y"),
+        },
+      }),
+    );
+    expect(oversized.trace).toEqual({ traceparent: tp });
+    const longParent = codec.decodeRequest(
+      codec.encodeRequest({ ...sample, trace: { traceparent: "x".repeat(200) } }),
+    );
+    expect(longParent.trace).toBeUndefined();
+    expect(longParent.input).toEqual(sample.input);
+    const frame = codec.encodeRequest({
+      ...sample,
+      trace: { traceparent: tp, baggage: 42 as unknown as string },
+    });
+    expect(() => codec.decodeRequest(frame)).toThrow(/baggage/);
   });
 });
