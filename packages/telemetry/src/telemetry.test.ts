@@ -256,7 +256,9 @@ describe("Prometheus metrics", () => {
       id: "shedder",
       transport: network.transport(),
       services: [
-        slow.implement({ wait: () => new Promise<object>((r) => held.push(() => r({}))) }),
+        slow.implement({
+          wait: () => new Promise<Record<string, never>>((r) => held.push(() => r({}))),
+        }),
       ],
       resilience: { serving: { concurrency: { type: "fixed", limit: 1 } } },
       telemetry: {

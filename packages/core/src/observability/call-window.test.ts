@@ -1,20 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { isStrataError } from "../errors/index.js";
-import type { Clock } from "../ports/index.js";
+import { manualClock, type ManualClock } from "../ports/index.js";
 import { CallWindow, type ActionSnapshot } from "./call-window.js";
 
-/** A clock that only moves when told; timers are never due (the window sets none). */
-function testClock(start = 0): Clock & { advance(ms: number): void } {
-  let time = start;
-  return {
-    now: () => 1_700_000_000_000 + time,
-    monotonic: () => time,
-    setTimer: () => ({ clear: () => {} }),
-    random: () => 0.5,
-    advance(ms) {
-      time += ms;
-    },
-  };
+/** A manual clock whose monotonic time starts at `start`. */
+function clockAt(start: number): ManualClock {
+  const clock = manualClock();
+  clock.advance(start);
+  return clock;
 }
 
 function only(window: CallWindow): ActionSnapshot {
@@ -27,7 +20,7 @@ function only(window: CallWindow): ActionSnapshot {
 
 describe("CallWindow", () => {
   it("estimates quantiles of a uniform 1..1000 ms distribution within 6%", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const window = new CallWindow(clock);
     // Shuffled order, so the estimate cannot depend on arrival order.
     for (let i = 0; i < 1000; i++) window.record("orders", "place", "OK", ((i * 389) % 1000) + 1);
@@ -39,7 +32,7 @@ describe("CallWindow", () => {
   });
 
   it("keeps relative error within 5% across the whole range, clamping outside it", () => {
-    const clock = testClock();
+    const clock = manualClock();
     for (const ms of [0.02, 0.7, 3, 42, 1234.5, 98_765, 599_000]) {
       const window = new CallWindow(clock);
       window.record("s", "a", "OK", ms);
@@ -60,7 +53,7 @@ describe("CallWindow", () => {
   });
 
   it("reports 0 quantiles, never NaN, and p99 never above max", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const window = new CallWindow(clock);
     window.record("s", "a", "OK", 10);
     const row = only(window);
@@ -70,7 +63,7 @@ describe("CallWindow", () => {
   });
 
   it("computes rates over the full window once it has existed that long", () => {
-    const clock = testClock(123_456);
+    const clock = clockAt(123_456);
     const window = new CallWindow(clock, { windowMs: 10_000, slotMs: 1_000 });
     // 50 calls a second for 30 s, 10% of them failing.
     for (let ms = 0; ms < 30_000; ms += 20) {
@@ -89,7 +82,7 @@ describe("CallWindow", () => {
   });
 
   it("divides by the time covered while the window is younger than windowMs", () => {
-    const clock = testClock(500);
+    const clock = clockAt(500);
     const window = new CallWindow(clock, { windowMs: 10_000, slotMs: 1_000 });
     for (let i = 0; i < 40; i++) {
       window.record("s", "a", "OK", 1);
@@ -105,7 +98,7 @@ describe("CallWindow", () => {
   });
 
   it("forgets calls older than the window", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const window = new CallWindow(clock, { windowMs: 5_000, slotMs: 1_000 });
     window.record("old", "a", "INTERNAL", 1);
     clock.advance(3_000);
@@ -119,7 +112,7 @@ describe("CallWindow", () => {
   });
 
   it("reuses ring slots without leaking old counts", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const window = new CallWindow(clock, { windowMs: 3_000, slotMs: 1_000 });
     for (let round = 0; round < 10; round++) {
       for (let i = 0; i < 7; i++) window.record("s", "a", "NOT_FOUND", 100);
@@ -133,7 +126,7 @@ describe("CallWindow", () => {
   });
 
   it("sorts by service, then action", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const window = new CallWindow(clock);
     for (const [s, a] of [
       ["b", "x"],
@@ -152,7 +145,7 @@ describe("CallWindow", () => {
   });
 
   it("folds series beyond maxSeries into _other", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const window = new CallWindow(clock, { maxSeries: 3 });
     for (let i = 0; i < 10; i++) window.record("svc", `action-${i}`, "OK", 1);
     window.record("svc", "action-0", "OK", 1);
@@ -166,7 +159,7 @@ describe("CallWindow", () => {
   });
 
   it("frees the place of a series that went quiet", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const window = new CallWindow(clock, { maxSeries: 1, windowMs: 2_000, slotMs: 1_000 });
     window.record("s", "first", "OK", 1);
     clock.advance(5_000);
@@ -175,7 +168,7 @@ describe("CallWindow", () => {
   });
 
   it("rejects invalid options with INVALID_ARGUMENT", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const bad: unknown[] = [
       { windowMs: 0 },
       { windowMs: -1 },

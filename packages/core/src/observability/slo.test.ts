@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isStrataError, type ErrorCode } from "../errors/index.js";
-import type { Clock } from "../ports/index.js";
+import { manualClock, type ManualClock } from "../ports/index.js";
 import {
   DEFAULT_BURN_RATE_RULES,
   SloMonitor,
@@ -11,23 +11,16 @@ import {
   type SloStatus,
 } from "./slo.js";
 
+/** A manual clock whose monotonic time starts at `start`. */
+function clockAt(start: number): ManualClock {
+  const clock = manualClock();
+  clock.advance(start);
+  return clock;
+}
+
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
-
-/** A clock that only moves when told; the monitor sets no timers. */
-function testClock(start = 0): Clock & { advance(ms: number): void } {
-  let time = start;
-  return {
-    now: () => 1_700_000_000_000 + time,
-    monotonic: () => time,
-    setTimer: () => ({ clear: () => {} }),
-    random: () => 0.5,
-    advance(ms) {
-      time += ms;
-    },
-  };
-}
 
 const ORDERS: SloSpec = {
   name: "orders-availability",
@@ -61,7 +54,7 @@ function thrown(fn: () => unknown): unknown {
  * `tick` runs after each evaluation with the time elapsed in this stretch.
  */
 function stream(
-  clock: ReturnType<typeof testClock>,
+  clock: ManualClock,
   monitor: SloMonitor,
   options: {
     readonly ms: number;
@@ -84,7 +77,7 @@ function stream(
 
 describe("SloMonitor alerts", () => {
   it("does not fire when errors spend the budget exactly as planned (burn rate 1)", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const events: SloAlertEvent[] = [];
     const monitor = new SloMonitor(clock, [ORDERS], { onAlert: (e) => events.push(e) });
     stream(clock, monitor, {
@@ -103,7 +96,7 @@ describe("SloMonitor alerts", () => {
   });
 
   it("pages within about 5 minutes at burn rate 200, resolves once 5 minutes are clean", () => {
-    const clock = testClock(987_654);
+    const clock = clockAt(987_654);
     const events: SloAlertEvent[] = [];
     const monitor = new SloMonitor(clock, [ORDERS], { onAlert: (e) => events.push(e) });
     stream(clock, monitor, { ms: HOUR, perSecond: 5, code: () => "OK" });
@@ -159,7 +152,7 @@ describe("SloMonitor alerts", () => {
   });
 
   it("swallows exceptions thrown by onAlert", () => {
-    const clock = testClock();
+    const clock = manualClock();
     let calls = 0;
     const monitor = new SloMonitor(clock, [ORDERS], {
       onAlert: () => {
@@ -173,7 +166,7 @@ describe("SloMonitor alerts", () => {
   });
 
   it("lets onAlert read status() without disturbing the evaluation under way", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const events: SloAlertEvent[] = [];
     const monitor = new SloMonitor(
       clock,
@@ -200,7 +193,7 @@ describe("SloMonitor alerts", () => {
   });
 
   it("uses custom rules and labels their windows", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const events: SloAlertEvent[] = [];
     const monitor = new SloMonitor(clock, [ORDERS], {
       slotMs: SECOND,
@@ -216,7 +209,7 @@ describe("SloMonitor alerts", () => {
 
 describe("SloMonitor accounting", () => {
   it("counts client errors as good and server failures as bad", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const monitor = new SloMonitor(clock, [ORDERS]);
     const good: ErrorCode[] = ["CANCELLED", "INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"];
     const bad: ErrorCode[] = [
@@ -235,7 +228,7 @@ describe("SloMonitor accounting", () => {
   });
 
   it("gives exact attainment and error budget on a hand-computed example", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const spec: SloSpec = { name: "exact", service: "s", kind: "availability", objective: 0.75 };
     const monitor = new SloMonitor(clock, [spec]);
     // 1 bad in 8: attainment 7/8, budget spent (1/8)/(1/4) = 1/2.
@@ -257,7 +250,7 @@ describe("SloMonitor accounting", () => {
   });
 
   it("counts slow successes as bad for a latency SLO", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const spec: SloSpec = {
       name: "fast",
       service: "s",
@@ -279,7 +272,7 @@ describe("SloMonitor accounting", () => {
   });
 
   it("matches service-wide and per-action SLOs", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const monitor = new SloMonitor(clock, [
       { name: "all", service: "s", kind: "availability", objective: 0.9 },
       { name: "one", service: "s", action: "a", kind: "availability", objective: 0.9 },
@@ -301,7 +294,7 @@ describe("SloMonitor accounting", () => {
   });
 
   it("forgets calls older than the budget period", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const spec: SloSpec = { ...ORDERS, periodMs: 2 * HOUR };
     const monitor = new SloMonitor(clock, [spec]);
     monitor.record("orders", "place", "INTERNAL", 1);
@@ -357,7 +350,7 @@ describe("checkSloSpec", () => {
           "INVALID_ARGUMENT",
         ),
       ).toBe(true);
-      const clock = testClock();
+      const clock = manualClock();
       expect(
         isStrataError(
           thrown(() => new SloMonitor(clock, [spec as SloSpec])),
@@ -368,7 +361,7 @@ describe("checkSloSpec", () => {
   });
 
   it("rejects duplicate names, in the constructor and in add()", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const error = thrown(() => new SloMonitor(clock, [ORDERS, { ...ORDERS, service: "other" }]));
     expect(isStrataError(error, "INVALID_ARGUMENT")).toBe(true);
     expect((error as Error).message).toMatch(/orders-availability.*already in use/);
@@ -383,7 +376,7 @@ describe("checkSloSpec", () => {
   });
 
   it("rejects bad monitor options", () => {
-    const clock = testClock();
+    const clock = manualClock();
     const rule = DEFAULT_BURN_RATE_RULES[0];
     const badOptions: unknown[] = [
       { slotMs: 0 },
@@ -413,7 +406,7 @@ describe("SloMonitor property", () => {
         fc.integer({ min: 0, max: 10_000_000 }),
         fc.array(event, { maxLength: 120 }),
         (start, events) => {
-          const clock = testClock(start);
+          const clock = clockAt(start);
           const monitor = new SloMonitor(
             clock,
             [{ name: "p", service: "s", kind: "availability", objective, periodMs: 2 * HOUR }],
