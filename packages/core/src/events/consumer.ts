@@ -108,7 +108,8 @@ class Slots {
 }
 
 /** Resolves after `ms`, or early (false) when the signal aborts. */
-function pause(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
+/** Waits `ms`; false (at once) when `signal` aborts first. Leaves no listener behind. */
+export function pause(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = (): void => {

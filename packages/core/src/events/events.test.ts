@@ -492,6 +492,34 @@ describe("events", () => {
     expect(seen).toEqual(["o-1", "o-2"]);
   });
 
+  it("keeps no listener per relay wait (a long-running relay leaks nothing)", async () => {
+    const f = await fixture();
+    const events = f.events();
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => {
+      warnings.push(warning.name);
+    };
+    process.on("warning", onWarning);
+    try {
+      await events.startRelay();
+      // Every outbox entry wakes the relay for one more wait; 30 waits on one signal used to add
+      // 30 abort listeners (Node warns past 10).
+      for (let i = 0; i < 30; i++) {
+        await events.transaction({
+          writes: [],
+          events: [
+            { contract: orders, event: "placed", data: { orderId: `w-${i}`, n: i }, key: "k" },
+          ],
+        });
+        await waitFor(async () => (await f.kv.list("events/outbox/")).entries.length === 0);
+      }
+      await tick();
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).not.toContain("MaxListenersExceededWarning");
+  });
+
   it("publishes every committed outbox event exactly once after the producer is killed with SIGKILL", async () => {
     const logDir = await freshDir();
     const kvDir = await freshDir();

@@ -15,6 +15,7 @@ import { validate } from "../service/schema.js";
 import {
   Consumer,
   consumerKeys,
+  pause,
   type Backoff,
   type DeliveryInfo,
   type StartFrom,
@@ -586,10 +587,7 @@ export function createEvents(options: EventsOptions): Events {
       } catch (error) {
         if (!signal.aborted) logger.warn({ err: error, group }, "could not prune markers");
       }
-      await new Promise<void>((resolve) => {
-        const timer = clock.setTimer(resolve, Math.max(1_000, windowMs / 4));
-        signal.addEventListener("abort", () => (timer.clear(), resolve()), { once: true });
-      });
+      await pause(clock, Math.max(1_000, windowMs / 4), signal);
     }
   };
 
@@ -723,12 +721,17 @@ export function createEvents(options: EventsOptions): Events {
             } catch (error) {
               logger.warn({ err: error }, "outbox relay failed to publish; retrying");
             }
+            // Wait for a new outbox entry, a second, or the stop; the abort listener is removed
+            // after every wait (added each time, they piled up for as long as the relay ran).
             await new Promise<void>((resolve) => {
-              wake = resolve;
-              const timer = clock.setTimer(resolve, 1_000);
-              watch.signal.addEventListener("abort", () => (timer.clear(), resolve()), {
-                once: true,
-              });
+              const done = (): void => {
+                timer.clear();
+                watch.signal.removeEventListener("abort", done);
+                resolve();
+              };
+              const timer = clock.setTimer(done, 1_000);
+              wake = done;
+              watch.signal.addEventListener("abort", done, { once: true });
             });
             wake = undefined;
           }
