@@ -1,0 +1,11 @@
+/**
+ * Strata's security block. This first part is end-user identity at the edge: JWT verification
+ * (jose, JWKS with rotation, an algorithm allow-list, bounded clock skew) and OAuth 2.0 token
+ * introspection (RFC 7662, cached, failing closed).
+ */
+export { DEFAULT_ALGORITHMS, createJwtVerifier } from "./jwt.js";
+export type { JwtVerifier, JwtVerifierOptions } from "./jwt.js";
+export { createIntrospector } from "./introspection.js";
+export type { Introspector, IntrospectorOptions } from "./introspection.js";
+export { checkEndpoint } from "./principal.js";
+export type { UserPrincipal } from "./principal.js";
