@@ -6,6 +6,7 @@ import { DEMO_HELP, demoCommand } from "./commands/demo.js";
 import { DEV_HELP, devCommand } from "./commands/dev.js";
 import { FAULT_HELP, faultCommand } from "./commands/fault.js";
 import { NODES_HELP, nodesCommand } from "./commands/nodes.js";
+import { POLICY_HELP, policyCommand } from "./commands/policy.js";
 import { TOP_HELP, topCommand } from "./commands/top.js";
 import { EXIT, UsageError, processIo, type Io } from "./io.js";
 import { printError } from "./print-error.js";
@@ -21,6 +22,7 @@ commands:
   fault    inject, list and clear faults on nodes
   bench    measure the call path: strata bench rpc
   check    check a history: strata check linearizable <history>
+  policy   test Cedar policies: strata policy test <dir>
 
 Run \`strata <command> --help\` for a command's options.`;
 
@@ -35,6 +37,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   fault: { run: faultCommand, help: FAULT_HELP },
   bench: { run: benchCommand, help: BENCH_HELP },
   check: { run: runCheckCommand, help: CHECK_HELP },
+  policy: { run: policyCommand, help: POLICY_HELP },
 };
 
 /**

@@ -9,3 +9,7 @@ export { createIntrospector } from "./introspection.js";
 export type { Introspector, IntrospectorOptions } from "./introspection.js";
 export { checkEndpoint } from "./principal.js";
 export type { UserPrincipal } from "./principal.js";
+export { createCedarAuthorizer } from "./cedar.js";
+export type { CedarAuthorizer, CedarAuthorizerOptions, CedarResource } from "./cedar.js";
+export { runPolicyTests } from "./policy-test.js";
+export type { PolicyTestCase, PolicyTestReport } from "./policy-test.js";

@@ -265,6 +265,7 @@ describe("Prometheus metrics", () => {
         ...telemetry,
         slos: [{ name: "slow", service: "slow", kind: "availability", objective: 0.9 }],
       },
+      authorizer: { authorize: () => ({ allowed: true }) },
     });
     const client = createNode({
       id: "breaking",

@@ -168,6 +168,7 @@ export class RpcTelemetry {
   readonly rejected: Counter;
   readonly shed: Counter;
   readonly breakerTransitions: Counter;
+  readonly authorizations: Counter;
   /**
    * False while metrics go to the API's no-op provider: the call path then skips the clock read
    * that only the client-side duration histogram needs.
@@ -205,6 +206,9 @@ export class RpcTelemetry {
     });
     this.breakerTransitions = this.meter.createCounter("strata.breaker.transitions", {
       description: "Circuit breaker state changes",
+    });
+    this.authorizations = this.meter.createCounter("strata.authz.decisions", {
+      description: "Authorization decisions on calls served, allowed or denied",
     });
   }
 

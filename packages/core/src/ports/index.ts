@@ -15,3 +15,4 @@ export type {
   Transport,
   TransportHandlers,
 } from "./transport.js";
+export type { AuthorizationDecision, AuthorizationRequest, Authorizer } from "./authorizer.js";

@@ -87,6 +87,9 @@ export interface NodeStats {
   rateLimited: number;
   /** Calls an injected fault touched. */
   faults: number;
+  /** Calls the authorizer allowed, and denied. */
+  authorized: number;
+  denied: number;
 }
 
 /** Fresh, zeroed counters. */
@@ -110,5 +113,7 @@ export function emptyStats(): NodeStats {
     shed: 0,
     rateLimited: 0,
     faults: 0,
+    authorized: 0,
+    denied: 0,
   };
 }

@@ -11,6 +11,7 @@ import {
   type CallRequest,
   type Clock,
   type ControlMessage,
+  type Authorizer,
   type Logger,
   type NodeAnnouncement,
   type NodeStatus,
@@ -85,6 +86,11 @@ export interface NodeOptions {
   readonly admin?: boolean;
   /** Where traces and metrics go, and the node's service level objectives. */
   readonly telemetry?: NodeTelemetryOptions;
+  /**
+   * Asked before every handler runs; a denial answers `PERMISSION_DENIED`. Default: none (every
+   * call is allowed). See the security block's Cedar authorizer.
+   */
+  readonly authorizer?: Authorizer;
 }
 
 /** Telemetry of one node; see docs/observability.md. */
@@ -303,6 +309,7 @@ class Node implements StrataNode, TransportHandlers {
     this.serving = new Serving(this, {
       validateOutput: options.validateOutput ?? false,
       policies: options.resilience?.serving,
+      authorizer: options.authorizer,
     });
     this.calling = new Calling(this, {
       defaultTimeoutMs: this.defaultTimeoutMs,

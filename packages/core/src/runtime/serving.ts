@@ -7,7 +7,14 @@ import {
   type RpcTelemetry,
 } from "../observability/telemetry.js";
 import { contextFromTrace, withSpan } from "../observability/trace-context.js";
-import type { CallReply, CallRequest, Clock, Logger, ServiceAnnouncement } from "../ports/index.js";
+import type {
+  Authorizer,
+  CallReply,
+  CallRequest,
+  Clock,
+  Logger,
+  ServiceAnnouncement,
+} from "../ports/index.js";
 import { ConcurrencyLimit } from "../resilience/concurrency-limit.js";
 import type { FaultEffect, FaultInjector } from "../resilience/faults.js";
 import type { ServingPolicies } from "../resilience/policy.js";
@@ -53,6 +60,7 @@ export interface ServingHost extends ServerCallHost {
 export interface ServingOptions {
   readonly validateOutput: boolean;
   readonly policies: ServingPolicies | undefined;
+  readonly authorizer?: Authorizer | undefined;
 }
 
 /**
@@ -64,6 +72,7 @@ export class Serving {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly validateOutput: boolean;
+  private readonly authorizer: Authorizer | undefined;
   private readonly services = new Map<string, HostedService>();
   /** In-flight calls from other nodes, by calling node and call id, so cancels can find them. */
   private readonly remote = new Map<string, Map<number, ServerCall>>();
@@ -81,6 +90,7 @@ export class Serving {
     this.clock = host.clock;
     this.logger = host.logger;
     this.validateOutput = options.validateOutput;
+    this.authorizer = options.authorizer;
     this.deadlines = new DeadlineQueue(this.clock, (call) =>
       call.abort(
         new StrataError("DEADLINE_EXCEEDED", `${call.service}.${call.action}: deadline exceeded`),
@@ -324,11 +334,11 @@ export class Serving {
       const input = validate(action.contract.input, call.request.input, action.inputLabel);
       if (input instanceof Promise) {
         input.then(
-          (value) => this.run(call, action, value),
+          (value) => this.authorizeThenRun(call, action, value),
           (failure: unknown) => this.fail(call, action, failure),
         );
       } else {
-        this.run(call, action, input);
+        this.authorizeThenRun(call, action, input);
       }
     } catch (failure) {
       this.fail(call, action, failure);
@@ -446,6 +456,92 @@ export class Serving {
     return action;
   }
 
+  /** Asks the authorizer (when there is one) and runs the handler only on an explicit allow. */
+  private authorizeThenRun(call: ServerCall, action: HostedAction, input: unknown): void {
+    const authorizer = this.authorizer;
+    if (authorizer === undefined) {
+      this.run(call, action, input);
+      return;
+    }
+    let decision: unknown;
+    try {
+      decision = authorizer.authorize({
+        principal: call.principal,
+        service: call.service,
+        action: call.action,
+        input,
+        callerNode: call.callerNode,
+      });
+    } catch (error) {
+      this.deny(call, action, `the authorizer failed: ${errorText(error)}`);
+      return;
+    }
+    if (isThenable(decision)) {
+      decision.then(
+        (d) => this.decided(call, action, input, d),
+        (error: unknown) => this.deny(call, action, `the authorizer failed: ${errorText(error)}`),
+      );
+    } else {
+      this.decided(call, action, input, decision);
+    }
+  }
+
+  private decided(call: ServerCall, action: HostedAction, input: unknown, decision: unknown): void {
+    if (call.done) return;
+    const d = decision as { allowed?: unknown; reason?: unknown } | null | undefined;
+    if (typeof d === "object" && d !== null && d.allowed === true) {
+      this.host.counters.authorized++;
+      safely(() =>
+        this.host.telemetry.authorizations.add(1, action.series.with("decision", "allow")),
+      );
+      this.run(call, action, input);
+      return;
+    }
+    const reason =
+      typeof d === "object" && d !== null && typeof d.reason === "string"
+        ? d.reason
+        : "the authorizer gave no decision";
+    this.deny(call, action, reason);
+  }
+
+  /** Denies a call: counted, traced and logged here; the caller learns only that it was denied. */
+  private deny(call: ServerCall, action: HostedAction, reason: string): void {
+    if (call.done) return;
+    this.host.counters.denied++;
+    const telemetry = this.host.telemetry;
+    safely(() => telemetry.authorizations.add(1, action.series.with("decision", "deny")));
+    decisionSpan(
+      telemetry.tracer,
+      "authorization denied",
+      call.otelContext,
+      {
+        "strata.reason": reason.slice(0, 200),
+      },
+      true,
+    );
+    const p = call.principal;
+    call.logger.warn(
+      {
+        principal:
+          p === undefined
+            ? "anonymous"
+            : p.kind === "user"
+              ? `user:${p.subject}`
+              : `${p.kind}:${p.id}`,
+        callerNode: call.callerNode,
+        reason: reason.slice(0, 500),
+      },
+      "call denied",
+    );
+    this.fail(
+      call,
+      action,
+      new StrataError("PERMISSION_DENIED", `${action.what}: permission denied`, {
+        details: { reason: "policy" },
+      }),
+    );
+  }
+
   private run(call: ServerCall, action: HostedAction, input: unknown): void {
     if (call.done) return;
     let result: unknown;
@@ -541,6 +637,10 @@ export class Serving {
       for (const waiter of waiters) waiter();
     }
   }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message.slice(0, 200) : "unknown error";
 }
 
 function outputError(action: HostedAction, failure: unknown): StrataError {
