@@ -1,6 +1,7 @@
 import { isStrataError } from "@strata/core";
 import { CHECK_HELP, runCheckCommand } from "@strata/verify";
 import { BENCH_HELP, benchCommand } from "./commands/bench.js";
+import { CA_HELP, caCommand } from "./commands/ca.js";
 import { CALL_HELP, callCommand } from "./commands/call.js";
 import { DEMO_HELP, demoCommand } from "./commands/demo.js";
 import { DEV_HELP, devCommand } from "./commands/dev.js";
@@ -23,6 +24,7 @@ commands:
   bench    measure the call path: strata bench rpc
   check    check a history: strata check linearizable <history>
   policy   test Cedar policies: strata policy test <dir>
+  ca       the workload-identity CA: strata ca init | issue
 
 Run \`strata <command> --help\` for a command's options.`;
 
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   bench: { run: benchCommand, help: BENCH_HELP },
   check: { run: runCheckCommand, help: CHECK_HELP },
   policy: { run: policyCommand, help: POLICY_HELP },
+  ca: { run: caCommand, help: CA_HELP },
 };
 
 /**

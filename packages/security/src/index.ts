@@ -13,3 +13,14 @@ export { createCedarAuthorizer } from "./cedar.js";
 export type { CedarAuthorizer, CedarAuthorizerOptions, CedarResource } from "./cedar.js";
 export { runPolicyTests } from "./policy-test.js";
 export type { PolicyTestCase, PolicyTestReport } from "./policy-test.js";
+export {
+  CA_FILES,
+  initCa,
+  issueWorkloadCertificate,
+  parseSpiffeId,
+  readCa,
+  spiffeIdOf,
+  verifyWorkloadCertificate,
+  writeIssued,
+} from "./ca.js";
+export type { IssuedCertificate, WorkloadIdentity } from "./ca.js";
