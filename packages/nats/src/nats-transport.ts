@@ -34,7 +34,14 @@ export interface NatsTransportOptions {
   readonly name?: string;
   /** Frame limit in bytes; never above the server's `max_payload`. Default: the server's. */
   readonly maxFrameBytes?: number;
-  /** Extra nats.js connection options (TLS, credentials, reconnect tuning). */
+  /**
+   * Mutual TLS with the NATS servers (PEM): this node's certificate chain (leaf first) and key,
+   * and the CA bundle the servers' certificates chain to. The connection then fails unless the
+   * server presents a certificate from that CA, and servers with `verify: true` refuse clients
+   * without one from theirs. See `strata ca issue`.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
+  /** Extra nats.js connection options (credentials, reconnect tuning). */
   readonly connection?: Omit<ConnectionOptions, "servers" | "name">;
   readonly logger?: Logger;
 }
@@ -133,6 +140,15 @@ class NatsTransport implements Transport {
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         ...this.options.connection,
+        ...(this.options.tls === undefined
+          ? {}
+          : {
+              tls: {
+                cert: this.options.tls.cert,
+                key: this.options.tls.key,
+                ca: this.options.tls.ca,
+              },
+            }),
         servers: this.servers,
         name: this.options.name ?? `strata:${nodeId}`,
       });

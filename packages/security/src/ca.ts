@@ -1,6 +1,7 @@
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { StrataError } from "@strata/core";
@@ -153,6 +154,8 @@ export async function issueWorkloadCertificate(options: {
   readonly namespace: string;
   readonly service: string;
   readonly validityHours?: number;
+  /** Host names and IP addresses a server presenting this certificate answers to (TLS SANs). */
+  readonly hosts?: readonly string[];
   readonly now?: Date;
 }): Promise<IssuedCertificate> {
   const { trustDomain } = await readConfig(options.dir);
@@ -186,7 +189,17 @@ export async function issueWorkloadCertificate(options: {
         [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
         false,
       ),
-      new x509.SubjectAlternativeNameExtension([{ type: "url", value: spiffeId }], true),
+      new x509.SubjectAlternativeNameExtension(
+        [
+          { type: "url", value: spiffeId },
+          ...(options.hosts ?? []).map((host) =>
+            isIP(host) === 0
+              ? { type: "dns" as const, value: host }
+              : { type: "ip" as const, value: host },
+          ),
+        ],
+        true,
+      ),
       await x509.AuthorityKeyIdentifierExtension.create(intermediate.publicKey),
     ],
   });
@@ -320,7 +333,7 @@ function serial(): string {
 }
 
 async function generateKeys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"]));
+  return await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"]);
 }
 
 async function keyPem(key: CryptoKey): Promise<string> {

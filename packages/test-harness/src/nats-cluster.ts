@@ -15,6 +15,16 @@ export interface NatsClusterOptions {
   readonly jetstream?: boolean;
   /** Set `sync_interval: always` (fsync before every acknowledgement). */
   readonly syncAlways?: boolean;
+  /**
+   * Serve clients over TLS only (PEM files); with `verify`, clients must present a certificate
+   * that chains to `caFile` (mutual TLS).
+   */
+  readonly tls?: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly caFile: string;
+    readonly verify: boolean;
+  };
   /** Longest wait for the cluster (and for a restarted server) to be ready, in ms; default 20 000. */
   readonly startTimeoutMs?: number;
   /** Aborts the start: servers started so far are killed and their folders removed. */
@@ -127,12 +137,27 @@ class Server implements NatsServerHandle {
     );
   }
 
-  async writeConfig(routePorts: readonly number[], syncAlways: boolean): Promise<void> {
+  async writeConfig(
+    routePorts: readonly number[],
+    syncAlways: boolean,
+    tls?: NatsClusterOptions["tls"],
+  ): Promise<void> {
     const lines = [
       `server_name: ${this.name}`,
       `listen: 127.0.0.1:${this.port}`,
       `http: 127.0.0.1:${this.monitorPort}`,
     ];
+    if (tls !== undefined) {
+      lines.push(
+        "tls {",
+        `  cert_file: ${JSON.stringify(tls.certFile)}`,
+        `  key_file: ${JSON.stringify(tls.keyFile)}`,
+        `  ca_file: ${JSON.stringify(tls.caFile)}`,
+        `  verify: ${tls.verify ? "true" : "false"}`,
+        "  timeout: 2",
+        "}",
+      );
+    }
     if (this.jetstream) {
       lines.push("jetstream {", `  store_dir: ${JSON.stringify(join(this.dir, "jetstream"))}`);
       if (syncAlways) lines.push("  sync_interval: always");
@@ -279,7 +304,7 @@ async function startOnce(
     const routePorts = count > 1 ? servers.map((s) => s.routePort) : [];
     for (const server of servers) {
       options.signal?.throwIfAborted();
-      await server.writeConfig(routePorts, options.syncAlways === true);
+      await server.writeConfig(routePorts, options.syncAlways === true, options.tls);
       await server.spawn();
     }
     await Promise.all(servers.map((s) => s.ready(startTimeoutMs, options.signal)));
