@@ -28,6 +28,7 @@ const echo = defineService({
     },
     slow: { input: z.object({ ms: z.number() }), output: z.object({ aborted: z.boolean() }) },
     big: { input: z.object({ size: z.number() }), output: z.string() },
+    whoami: { input: z.object({}), output: z.object({ principal: z.string() }) },
   },
 });
 
@@ -46,6 +47,14 @@ function echoImpl(nodeId: string, seen: { aborted: number } = { aborted: 0 }) {
       return { aborted };
     },
     big: ({ size }) => "x".repeat(size),
+    whoami: (_, ctx) => ({
+      principal:
+        ctx.principal === undefined
+          ? "anonymous"
+          : ctx.principal.kind === "user"
+            ? `user:${ctx.principal.subject}`
+            : `${ctx.principal.kind}:${ctx.principal.id}`,
+    }),
   });
 }
 
@@ -140,6 +149,12 @@ describe("NATS transport on a 3-server JetStream cluster", () => {
       served.add(out.node);
     }
     expect(served.size).toBe(3);
+  });
+
+  it("does not believe a principal sent over a transport without mutual TLS", async () => {
+    const user = { kind: "user", subject: "mallory", claims: { roles: ["admin"] } } as const;
+    const client = caller().client(echo, { principal: user });
+    await expect(client.whoami({})).resolves.toEqual({ principal: "anonymous" });
   });
 
   it("answers schema violations with field paths", async () => {

@@ -94,6 +94,11 @@ class NatsTransport implements Transport {
   private readonly groups = new Map<string, Subscription>();
   private closed = false;
   private lost = 0;
+  /**
+   * True once connected over TLS with a client certificate to a server that verifies client
+   * certificates: only CA-authenticated workloads can then publish to this node.
+   */
+  authenticated = false;
 
   constructor(options: NatsTransportOptions) {
     this.servers = splitServers(options.servers);
@@ -161,6 +166,10 @@ class NatsTransport implements Transport {
     }
     try {
       checkServerVersion(nc.info?.version);
+      this.authenticated =
+        this.options.tls !== undefined &&
+        nc.info?.tls_required === true &&
+        nc.info.tls_verify === true;
       signal?.throwIfAborted();
     } catch (error) {
       await nc.close().catch(() => undefined);

@@ -128,6 +128,46 @@ describe("Cedar authorization", () => {
     );
   });
 
+  it("authorizes the principal a gateway node gives its client, across nodes", async () => {
+    const records = defineService({
+      name: "records",
+      version: "1.0.0",
+      actions: {
+        get: { input: z.object({ patientId: z.string() }), output: z.object({ id: z.string() }) },
+      },
+    });
+    const network = createEmbeddedNetwork();
+    const server = createNode({
+      id: "records-2",
+      transport: network.transport(),
+      services: [records.implement({ get: ({ patientId }) => ({ id: patientId }) })],
+      authorizer: await authorizer(),
+    });
+    const gateway = createNode({ id: "gateway-2", transport: network.transport() });
+    await server.start();
+    await gateway.start();
+    closers.push(async () => {
+      await gateway.stop({ drainTimeoutMs: 50 });
+      await server.stop({ drainTimeoutMs: 50 });
+    });
+    await gateway.waitForService("records");
+    await expect(
+      gateway.client(records, { principal: nurse }).get({ patientId: "p-7" }),
+    ).resolves.toEqual({ id: "p-7" });
+    await expect(
+      gateway.client(records, { principal: patient }).get({ patientId: "p-1" }),
+    ).resolves.toEqual({ id: "p-1" });
+    const denied = await gateway
+      .client(records, { principal: patient })
+      .get({ patientId: "p-2" })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(isStrataError(denied, "PERMISSION_DENIED")).toBe(true);
+    expect(server.stats()).toMatchObject({ authorized: 2, denied: 1 });
+  });
+
   it("reloads edited policy files without a restart, and keeps the old set when an edit does not parse", async () => {
     const dir = await mkdtemp(join(tmpdir(), "strata-policies-"));
     dirs.push(dir);

@@ -77,9 +77,17 @@ describe("mutual TLS to NATS with workload certificates", () => {
     return n;
   };
 
-  it("serves calls between nodes that present certificates from the CA", async () => {
+  it("serves calls between nodes that present certificates from the CA, and carries the principal", async () => {
     const server = node("orders-1", { cert: orders.chainPem, key: orders.keyPem, ca: caBundle });
-    server.serve(echo.implement({ say: ({ text }) => ({ text }) }));
+    const seen: unknown[] = [];
+    server.serve(
+      echo.implement({
+        say: ({ text }, ctx) => {
+          seen.push(ctx.principal);
+          return { text };
+        },
+      }),
+    );
     const client = node("gateway-1", { cert: gateway.chainPem, key: gateway.keyPem, ca: caBundle });
     await server.start();
     await client.start();
@@ -87,6 +95,10 @@ describe("mutual TLS to NATS with workload certificates", () => {
     await expect(client.client(echo).say({ text: "over mTLS" })).resolves.toEqual({
       text: "over mTLS",
     });
+    // Over an authenticated transport the user a gateway verified reaches the callee.
+    const user = { kind: "user", subject: "alice", claims: { roles: ["nurse"] } } as const;
+    await client.client(echo, { principal: user }).say({ text: "as alice" });
+    expect(seen).toEqual([undefined, user]);
   });
 
   it("refuses clients without a certificate, with one from another CA, or in plaintext", async () => {

@@ -544,3 +544,28 @@ describe("codec trace context", () => {
     expect(() => codec.decodeRequest(frame)).toThrow(/baggage/);
   });
 });
+
+describe("codec principal", () => {
+  it("carries a principal and refuses a malformed one", () => {
+    const user = { kind: "user", subject: "alice", claims: { roles: ["nurse"], n: 1 } } as const;
+    expect(
+      codec.decodeRequest(codec.encodeRequest({ ...sample, principal: user })).principal,
+    ).toEqual(user);
+    const workload = { kind: "workload", id: "spiffe://shop.example/ns/prod/svc/orders" } as const;
+    expect(
+      codec.decodeRequest(codec.encodeRequest({ ...sample, principal: workload })).principal,
+    ).toEqual(workload);
+    for (const bad of [
+      { kind: "admin", id: "x" },
+      { kind: "user", subject: "", claims: {} },
+      { kind: "user", subject: "a", claims: [] },
+      { kind: "node", id: "x".repeat(2_000) },
+      "root",
+    ]) {
+      const frame = codec.encodeRequest({ ...sample, principal: bad as never });
+      expect(() => codec.decodeRequest(frame), JSON.stringify(bad).slice(0, 40)).toThrow(
+        /principal/,
+      );
+    }
+  });
+});

@@ -8,6 +8,7 @@ import type {
   NodeStatus,
   TraceContext,
 } from "../ports/index.js";
+import type { Principal } from "../runtime/context.js";
 
 /** Version tag at the head of every frame; a peer speaking another version is refused clearly. */
 export const WIRE_VERSION = 1;
@@ -93,6 +94,22 @@ function readTrace(value: unknown): TraceContext | undefined {
   }
   if (typeof baggage === "string" && baggage.length <= MAX_BAGGAGE) out.baggage = baggage;
   return out;
+}
+
+function readPrincipal(value: unknown): Principal | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isRecord(value)) throw malformed("principal");
+  const short = (v: unknown): v is string =>
+    typeof v === "string" && v.length > 0 && v.length <= 1_024;
+  if (value.kind === "user") {
+    if (!short(value.subject) || !isRecord(value.claims)) throw malformed("user principal");
+    return { kind: "user", subject: value.subject, claims: value.claims };
+  }
+  if (value.kind === "workload" || value.kind === "node") {
+    if (!short(value.id)) throw malformed(`${value.kind} principal`);
+    return { kind: value.kind, id: value.id };
+  }
+  throw malformed("principal kind");
 }
 
 function readAnnouncement(value: unknown): NodeAnnouncement {
@@ -210,6 +227,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
             : [request.trace.traceparent, request.trace.tracestate ?? null, request.trace.baggage],
         request.meta ?? null,
         request.idempotencyKey ?? null,
+        request.principal ?? null,
       ];
       // Optional trailing fields that are absent are left off the wire.
       while (frame.length > 9 && frame[frame.length - 1] === null) frame.pop();
@@ -217,7 +235,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
     },
     decodeRequest(frame) {
       const f = head(unpack(frame, "request"), KIND_REQUEST, "request");
-      const [, , id, from, service, version, action, input, timeoutMs, trace, meta, key] = f;
+      const [, , id, from, service, version, action, input, timeoutMs, trace, meta, key, who] = f;
       if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) throw malformed("call id");
       if (typeof from !== "string" || from.length === 0) throw malformed("caller");
       if (typeof service !== "string" || service.length === 0) throw malformed("service");
@@ -240,6 +258,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
         trace: readTrace(trace),
         meta: stringRecord(meta, "meta"),
         idempotencyKey: typeof key === "string" ? key : undefined,
+        principal: readPrincipal(who),
       };
     },
     encodeReply(reply) {

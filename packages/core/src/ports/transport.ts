@@ -1,4 +1,5 @@
 import type { WireError } from "../errors/index.js";
+import type { Principal } from "../runtime/context.js";
 
 /** W3C trace context (and W3C baggage) carried by a call or an event. */
 export interface TraceContext {
@@ -27,6 +28,11 @@ export interface CallRequest {
   readonly trace?: TraceContext | undefined;
   readonly meta?: Readonly<Record<string, string>> | undefined;
   readonly idempotencyKey?: string | undefined;
+  /**
+   * Who the call acts for (an end user a gateway verified, a workload). A callee takes it from
+   * the wire only when its transport says every peer was authenticated.
+   */
+  readonly principal?: Principal | undefined;
 }
 
 /** The callee's answer. */
@@ -109,6 +115,11 @@ export interface Transport {
    * A call that fails while this changes says nothing about the node it was sent to.
    */
   readonly interruptions?: number;
+  /**
+   * True when every peer that can send to this node was authenticated (in-process, or mutual TLS
+   * the server enforces): only then is a request's `principal` believed.
+   */
+  readonly authenticated?: boolean;
   /** Connects and starts delivering traffic for `nodeId` to `handlers`. */
   start(nodeId: string, handlers: TransportHandlers, signal?: AbortSignal): Promise<void>;
   /**

@@ -75,6 +75,11 @@ export interface CallingOptions {
 /** Client-wide choices plus per-service policies for the calls of one client. */
 export interface ClientPolicyOptions extends ClientOptions {
   readonly policies?: CallPolicies;
+  /**
+   * Who the client's calls act for, when no call being served says otherwise: what a gateway
+   * sets after verifying a user's token. Only code holding the node can set it.
+   */
+  readonly principal?: Principal;
 }
 
 interface Binding extends RouteSpec {
@@ -278,7 +283,9 @@ export class Calling {
         shardKey: spec.shardKey?.bind(spec),
         idempotent: spec.idempotent === true,
       });
-      client[action] = (input, callOptions) => this.invoke(binding, input, callOptions, parent);
+      const principal = options?.principal;
+      client[action] = (input, callOptions) =>
+        this.invoke(binding, input, callOptions, parent, principal);
     }
     return client as Client<S>;
   }
@@ -299,7 +306,7 @@ export class Calling {
     } catch (error) {
       return Promise.reject(toStrataError(error));
     }
-    return this.invoke(binding, input, options, undefined);
+    return this.invoke(binding, input, options, undefined, options.principal);
   }
 
   private bind(
@@ -421,6 +428,7 @@ export class Calling {
     input: unknown,
     options: CallOptions | undefined,
     parent: ServerCall | undefined,
+    principal?: Principal,
   ): Promise<unknown> {
     const host = this.host;
     if (!host.canCall()) {
@@ -519,7 +527,7 @@ export class Calling {
         trace: traceFromContext(callContext),
         meta,
         idempotencyKey,
-        principal: parent?.principal,
+        principal: parent?.principal ?? principal,
         startedAt: now,
         span,
         otelContext: callContext,
@@ -675,6 +683,7 @@ export class Calling {
       trace: call.trace,
       meta: call.meta,
       idempotencyKey: call.idempotencyKey,
+      principal: call.principal,
     };
     this.scheduleHedge(call);
     if (member?.local === true) {

@@ -108,6 +108,11 @@ export interface NodeTelemetryOptions extends TelemetryOptions {
 /** Client options, plus policies for every call made through the client. */
 export interface NodeClientOptions extends ClientOptions {
   readonly policies?: CallPolicies;
+  /**
+   * Who the client's calls act for (for example the user whose token a gateway verified). It
+   * reaches callees only over authenticated transports; see docs/security.md.
+   */
+  readonly principal?: Principal;
 }
 
 /** What `node.stats()` returns. */
@@ -340,6 +345,10 @@ class Node implements StrataNode, TransportHandlers {
 
   describeState(): string {
     return this.state;
+  }
+
+  peersAuthenticated(): boolean {
+    return this.transport.authenticated === true;
   }
 
   served(service: string, action: string, code: ErrorCode | "OK", durationMs: number): void {

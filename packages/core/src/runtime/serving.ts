@@ -51,6 +51,8 @@ export interface ServingHost extends ServerCallHost {
   readonly faults: FaultInjector;
   readonly counters: NodeStats;
   readonly telemetry: RpcTelemetry;
+  /** Whether every peer that can send to this node was authenticated (see Transport). */
+  peersAuthenticated(): boolean;
   emit(event: ResilienceEvent): void;
   /** Every call this node answered (or refused), for the call window and SLOs. */
   served(service: string, action: string, code: ErrorCode | "OK", durationMs: number): void;
@@ -163,10 +165,14 @@ export class Serving {
     }));
   }
 
-  /** A request from another node. */
+  /**
+   * A request from another node. Its principal is believed only when the transport says every
+   * peer was authenticated; otherwise the call is anonymous.
+   */
   handleRemote(request: CallRequest, respond: (reply: CallReply) => void): void {
     const now = this.clock.monotonic();
-    const call = this.handle(request, respond, undefined, now + request.timeoutMs, now);
+    const principal = this.host.peersAuthenticated() ? request.principal : undefined;
+    const call = this.handle(request, respond, principal, now + request.timeoutMs, now);
     if (call === undefined || call.done) return;
     call.remote = true;
     let calls = this.remote.get(request.from);

@@ -101,6 +101,8 @@ function unavailable(message: string, details: Record<string, unknown>): CallRep
 
 class Endpoint implements Transport {
   readonly name = "embedded";
+  /** Every peer is in this process: trusted code. */
+  readonly authenticated = true;
   readonly maxPayload: number;
   nodeId = "";
   handlers: TransportHandlers | undefined;
