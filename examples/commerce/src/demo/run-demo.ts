@@ -36,7 +36,11 @@ import {
   type Metrics,
   type Sampler,
 } from "@strata/telemetry";
+import { fileURLToPath } from "node:url";
+import { createCedarAuthorizer, type CedarAuthorizer } from "@strata/security";
 import { seedCatalog, seedStock } from "../data/seed.js";
+import { recordsService } from "../services/records.js";
+import { runRecordsTraffic, startTestIssuer, type EdgeReport, type TestIssuer } from "./edge.js";
 import { catalog, catalogService } from "../services/catalog.js";
 import { cart, cartItems, cartService } from "../services/cart.js";
 import { inventory, inventoryService, seedInventory } from "../services/inventory.js";
@@ -153,6 +157,11 @@ export interface DemoReport {
       readonly failed: number;
       readonly unfinished: number;
     };
+  };
+  /** Users reach patient records through the gateway: tokens verified, Cedar policies enforced. */
+  readonly security: EdgeReport & {
+    /** Denials at the records node, by the policy's reason. */
+    readonly deniedByReason: Readonly<Record<string, number>>;
   };
   readonly observability: {
     readonly tracing: {
@@ -295,6 +304,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     state: string;
   }> = [];
   const demoStarted = performance.now();
+  let issuer: TestIssuer | undefined;
+  let recordsAuthorizer: CedarAuthorizer | undefined;
   const nodes: StrataNode[] = [];
   const eventsByNode: Events[] = [];
   const runners: SagaRunner[] = [];
@@ -386,6 +397,25 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await gateway.waitForService("inventory", { timeoutMs: 5_000 });
     await gateway.waitForService("catalog", { timeoutMs: 5_000 });
     await gateway.waitForService("orders", { timeoutMs: 5_000 });
+    // Patient records on a node of their own, every call authorized by the Cedar policies in
+    // examples/commerce/policies (deny by default); users come through the gateway with tokens
+    // from a local identity provider.
+    recordsAuthorizer = await createCedarAuthorizer({
+      dir: fileURLToPath(new URL("../../policies", import.meta.url)),
+      watch: false,
+    });
+    const recordsNode = createNode({
+      id: "records-1",
+      region: "eu",
+      transport: network.transport(),
+      services: [recordsService()],
+      heartbeatIntervalMs: 250,
+      authorizer: recordsAuthorizer,
+    });
+    nodes.push(recordsNode);
+    await recordsNode.start();
+    await gateway.waitForService("records", { timeoutMs: 5_000 });
+    issuer = await startTestIssuer();
     for (const events of eventsByNode) {
       await events.startRelay();
       consumers.push(await startOrderConsumers(events));
@@ -567,6 +597,13 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     // published as an event through the outbox.
     const orderRandom = seededRandom(11);
     let orderNumber = 0;
+    const edgeLoad = runRecordsTraffic({
+      gateway,
+      issuer,
+      durationMs,
+      rate: 20,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
     const ordersLoad = runOpenLoad({
       rate: 40,
       durationMs,
@@ -604,6 +641,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     for (const timer of timers) clearTimeout(timer);
     const usReport = await usLoad;
     const ordersReport = await ordersLoad;
+    const edge = await edgeLoad;
     if (partitionOn && healedAt === undefined) {
       network.heal();
       healedAt = performance.now();
@@ -717,6 +755,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         handover,
         sagas: ev.sagas,
       },
+      security: { ...edge, deniedByReason: recordsAuthorizer.stats().denials },
       observability,
       verdicts: {
         noOversell: oversold === 0,
@@ -736,6 +775,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
           (observability.slowestOrder !== null &&
             observability.slowestOrder.nodes.length >= 2 &&
             observability.slowestOrder.criticalPath[0]?.name === "orders/place"),
+        // Every records request ended as its scenario intends: allowed, denied, or refused.
+        policyEnforced: edge.unexpected === 0,
       },
     };
     if (options.json) out.write(`${JSON.stringify(result)}\n`);
@@ -748,6 +789,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await eventLog.close();
     await kv.close();
     await Promise.allSettled(metrics.map((m) => m.close()));
+    await recordsAuthorizer?.close();
+    await issuer?.[Symbol.asyncDispose]();
     await tracing.shutdown();
     if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
   }
@@ -978,6 +1021,21 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
       (e.handover === null
         ? ""
         : `; ${e.handover.node} left the consumer groups at ${e.handover.atSecond}s`),
+  );
+  const sec = r.security;
+  const refused = Object.entries(sec.unauthenticated);
+  log(
+    `security     ${sec.requests} record requests through the gateway: ${sec.allowed} allowed, ${sec.denied} denied by policy, ${refused.reduce((n, [, c]) => n + c, 0)} refused at the gateway` +
+      (refused.length === 0
+        ? ""
+        : ` (${refused.map(([reason, n]) => `${reason} ${n}`).join(", ")})`),
+  );
+  log(
+    `             denials: ${
+      Object.entries(sec.deniedByReason)
+        .map(([reason, n]) => `${reason} ${n}`)
+        .join("; ") || "none"
+    }; outcomes other than intended: ${sec.unexpected}`,
   );
   const o = r.observability;
   log(

@@ -1,0 +1,169 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { isStrataError, runOpenLoad, seededRandom, type StrataNode } from "@strata/core";
+import { createJwtVerifier, type JwtVerifier } from "@strata/security";
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from "jose";
+import { records } from "../services/records.js";
+
+const ISSUER = "https://id.commerce.test";
+const AUDIENCE = "commerce-gateway";
+
+/** A local identity provider for the demo: an ES256 key, its JWKS on loopback, and tokens. */
+export interface TestIssuer extends AsyncDisposable {
+  readonly jwksUrl: string;
+  /** A token for `sub` with `claims`, expiring in `expiresInSec` (negative: already expired). */
+  token(sub: string, claims: Record<string, unknown>, expiresInSec?: number): Promise<string>;
+  /** A token signed with a key the issuer does not publish (a forgery). */
+  forged(sub: string, claims: Record<string, unknown>): Promise<string>;
+  /** The gateway's verifier for this issuer's tokens. */
+  verifier(): JwtVerifier;
+}
+
+export async function startTestIssuer(): Promise<TestIssuer> {
+  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+  const rogue = await generateKeyPair("ES256");
+  const jwk = { ...(await exportJWK(publicKey)), kid: "demo-1", alg: "ES256", use: "sig" };
+  const server = createServer((req, res) => {
+    if (req.url !== "/.well-known/jwks.json") {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: [jwk] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
+  const sign = (
+    key: CryptoKey,
+    kid: string,
+    sub: string,
+    claims: Record<string, unknown>,
+    exp: number,
+  ) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: "ES256", kid })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject(sub)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + exp)
+      .sign(key);
+  const close = async (): Promise<void> => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return {
+    jwksUrl,
+    token: (sub, claims, expiresInSec = 300) =>
+      sign(privateKey, "demo-1", sub, claims, expiresInSec),
+    forged: (sub, claims) => sign(rogue.privateKey, "demo-1", sub, claims, 300),
+    verifier: () => createJwtVerifier({ issuer: ISSUER, audience: AUDIENCE, jwksUrl }),
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** What the records traffic found: each request's outcome against what the policies intend. */
+export interface EdgeReport {
+  readonly requests: number;
+  readonly allowed: number;
+  /** Refused at the gateway: the token did not verify, by reason. */
+  readonly unauthenticated: Readonly<Record<string, number>>;
+  /** Refused by policy at the records service. */
+  readonly denied: number;
+  /** Outcomes other than the one the scenario expects: must be 0. */
+  readonly unexpected: number;
+}
+
+type Scenario = {
+  readonly name: string;
+  readonly expect: "allow" | "deny" | "unauthenticated";
+  readonly token: () => Promise<string | undefined>;
+  readonly recordId: () => string;
+};
+
+/**
+ * Users reach patient records through the gateway node: the gateway verifies each bearer token
+ * and calls with the verified user as principal; the records nodes' Cedar policies decide. A mix
+ * of nurses, patients reading their own and others' records, a sealed record, no token, an
+ * expired token and a forged one.
+ */
+export async function runRecordsTraffic(options: {
+  readonly gateway: StrataNode;
+  readonly issuer: TestIssuer;
+  readonly durationMs: number;
+  readonly rate: number;
+  readonly signal?: AbortSignal;
+}): Promise<EdgeReport> {
+  const { gateway, issuer } = options;
+  const verifier = issuer.verifier();
+  const random = seededRandom(21);
+  const nurse = await issuer.token("nina", { roles: ["nurse"] });
+  const patient = await issuer.token("paul", { patientId: "rec-1" });
+  const expired = await issuer.token("nina", { roles: ["nurse"] }, -3_600);
+  const forged = await issuer.forged("mallory", { roles: ["nurse"] });
+  const scenarios: Scenario[] = [
+    {
+      name: "nurse",
+      expect: "allow",
+      token: async () => nurse,
+      recordId: () => `rec-${1 + Math.floor(random() * 50)}`,
+    },
+    { name: "own record", expect: "allow", token: async () => patient, recordId: () => "rec-1" },
+    {
+      name: "another's record",
+      expect: "deny",
+      token: async () => patient,
+      recordId: () => "rec-2",
+    },
+    { name: "sealed", expect: "deny", token: async () => nurse, recordId: () => "sealed" },
+    { name: "no token", expect: "deny", token: async () => undefined, recordId: () => "rec-1" },
+    {
+      name: "expired",
+      expect: "unauthenticated",
+      token: async () => expired,
+      recordId: () => "rec-1",
+    },
+    {
+      name: "forged",
+      expect: "unauthenticated",
+      token: async () => forged,
+      recordId: () => "rec-1",
+    },
+  ];
+  let requests = 0;
+  let allowed = 0;
+  let denied = 0;
+  let unexpected = 0;
+  const unauthenticated: Record<string, number> = {};
+  await runOpenLoad({
+    rate: options.rate,
+    durationMs: options.durationMs,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    call: async () => {
+      const scenario = scenarios[Math.floor(random() * scenarios.length)] as Scenario;
+      requests++;
+      let outcome: "allow" | "deny" | "unauthenticated";
+      const token = await scenario.token();
+      try {
+        const principal = token === undefined ? undefined : await verifier.verify(token);
+        await gateway
+          .client(records, principal === undefined ? {} : { principal })
+          .get({ recordId: scenario.recordId() });
+        outcome = "allow";
+        allowed++;
+      } catch (error) {
+        if (isStrataError(error, "UNAUTHENTICATED")) {
+          outcome = "unauthenticated";
+          const reason = String(error.details.reason ?? "unknown");
+          unauthenticated[reason] = (unauthenticated[reason] ?? 0) + 1;
+        } else if (isStrataError(error, "PERMISSION_DENIED")) {
+          outcome = "deny";
+          denied++;
+        } else {
+          throw error;
+        }
+      }
+      if (outcome !== scenario.expect) unexpected++;
+    },
+  });
+  return { requests, allowed, unauthenticated, denied, unexpected };
+}
