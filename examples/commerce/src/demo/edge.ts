@@ -76,7 +76,7 @@ export interface EdgeReport {
 type Scenario = {
   readonly name: string;
   readonly expect: "allow" | "deny" | "unauthenticated";
-  readonly token: () => Promise<string | undefined>;
+  readonly token: () => string | undefined;
   readonly recordId: () => string;
 };
 
@@ -104,28 +104,28 @@ export async function runRecordsTraffic(options: {
     {
       name: "nurse",
       expect: "allow",
-      token: async () => nurse,
+      token: () => nurse,
       recordId: () => `rec-${1 + Math.floor(random() * 50)}`,
     },
-    { name: "own record", expect: "allow", token: async () => patient, recordId: () => "rec-1" },
+    { name: "own record", expect: "allow", token: () => patient, recordId: () => "rec-1" },
     {
       name: "another's record",
       expect: "deny",
-      token: async () => patient,
+      token: () => patient,
       recordId: () => "rec-2",
     },
-    { name: "sealed", expect: "deny", token: async () => nurse, recordId: () => "sealed" },
-    { name: "no token", expect: "deny", token: async () => undefined, recordId: () => "rec-1" },
+    { name: "sealed", expect: "deny", token: () => nurse, recordId: () => "sealed" },
+    { name: "no token", expect: "deny", token: () => undefined, recordId: () => "rec-1" },
     {
       name: "expired",
       expect: "unauthenticated",
-      token: async () => expired,
+      token: () => expired,
       recordId: () => "rec-1",
     },
     {
       name: "forged",
       expect: "unauthenticated",
-      token: async () => forged,
+      token: () => forged,
       recordId: () => "rec-1",
     },
   ];
@@ -142,7 +142,7 @@ export async function runRecordsTraffic(options: {
       const scenario = scenarios[Math.floor(random() * scenarios.length)] as Scenario;
       requests++;
       let outcome: "allow" | "deny" | "unauthenticated";
-      const token = await scenario.token();
+      const token = scenario.token();
       try {
         const principal = token === undefined ? undefined : await verifier.verify(token);
         await gateway
@@ -153,7 +153,8 @@ export async function runRecordsTraffic(options: {
       } catch (error) {
         if (isStrataError(error, "UNAUTHENTICATED")) {
           outcome = "unauthenticated";
-          const reason = String(error.details.reason ?? "unknown");
+          const reason =
+            typeof error.details.reason === "string" ? error.details.reason : "unknown";
           unauthenticated[reason] = (unauthenticated[reason] ?? 0) + 1;
         } else if (isStrataError(error, "PERMISSION_DENIED")) {
           outcome = "deny";
