@@ -24,3 +24,4 @@ export {
   writeIssued,
 } from "./ca.js";
 export type { IssuedCertificate, WorkloadIdentity } from "./ca.js";
+export { PQ_GROUP, postQuantumTlsSupported, preferredTlsGroups, tlsGroupReport } from "./pq.js";
