@@ -206,7 +206,13 @@ class Server implements NatsServerHandle {
         if (!this.jetstream) return true;
         const jsz = await httpJson(`${base}/jsz`);
         const meta = jsz?.["meta_cluster"] as Record<string, unknown> | undefined;
-        return typeof meta?.["leader"] === "string" && meta["leader"] !== "";
+        // Ready once the JetStream meta group has a leader and knows every peer: a routed server
+        // can report a leader while the last peer is still joining the group.
+        return (
+          typeof meta?.["leader"] === "string" &&
+          meta["leader"] !== "" &&
+          meta["cluster_size"] === this.peers + 1
+        );
       },
       {
         timeoutMs,
