@@ -283,29 +283,35 @@ class NatsLog implements EventLog {
     if (start > info.lastSeq) return [];
     // An ordered consumer's fetch waits for its expiry when nothing matches; knowing the
     // number of matching records first lets the read stop as soon as it has them all.
-    // Just after a stream is created or loses a server, its leader may not answer consumer
-    // requests yet (503, no responders): try again for a few seconds before giving up.
-    for (let attempt = 1; ; attempt++) {
+    return this.whileSettling(`read ${stream}`, async () => {
       const records: LogRecord[] = [];
+      const consumer = await this.js.consumers.get(this.streamName(stream), {
+        filter_subjects: [this.subject(stream, partition)],
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: start,
+      });
+      const batch = await consumer.fetch({ max_messages: limit, expires: 1_000 });
+      for await (const m of batch) {
+        if (m.info.streamSequence > info.lastSeq) break;
+        records.push(this.toRecord(stream, m));
+        if (records.length >= limit || m.info.pending === 0) break;
+      }
+      batch.stop();
+      return records;
+    });
+  }
+
+  /**
+   * Runs a consumer request again while the stream's leader does not answer yet (503, no
+   * responders), as just after the stream is created or loses a server: for about two seconds.
+   */
+  private async whileSettling<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
       try {
-        const consumer = await this.js.consumers.get(this.streamName(stream), {
-          filter_subjects: [this.subject(stream, partition)],
-          deliver_policy: DeliverPolicy.StartSequence,
-          opt_start_seq: start,
-        });
-        const batch = await consumer.fetch({ max_messages: limit, expires: 1_000 });
-        for await (const m of batch) {
-          if (m.info.streamSequence > info.lastSeq) break;
-          records.push(this.toRecord(stream, m));
-          if (records.length >= limit || m.info.pending === 0) break;
-        }
-        batch.stop();
-        return records;
+        return await fn();
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        if (attempt >= 20 || !/no responders|503/i.test(message)) {
-          throw toError(error, `read ${stream}`);
-        }
+        if (attempt >= 20 || !/no responders|503/i.test(message)) throw toError(error, what);
         await new Promise<void>((resolve) => this.clock.setTimer(resolve, 100));
       }
     }
@@ -368,22 +374,21 @@ class NatsLog implements EventLog {
     this.check(options.signal);
     const info = await this.fetchInfo(checkStreamName(stream));
     if (info.records === 0) return info.lastSeq + 1;
-    const consumer = await this.js.consumers.get(this.streamName(stream), {
-      filter_subjects: [this.subject(stream, undefined)],
-      deliver_policy: DeliverPolicy.StartTime,
-      opt_start_time: new Date(Math.max(0, time)).toISOString(),
-    });
-    try {
-      // By start time: the first record stored at or after `time`, if any.
+    // By start time: the first record stored at or after `time`, if any.
+    const found = await this.whileSettling(`seqAtTime ${stream}`, async () => {
+      const consumer = await this.js.consumers.get(this.streamName(stream), {
+        filter_subjects: [this.subject(stream, undefined)],
+        deliver_policy: DeliverPolicy.StartTime,
+        opt_start_time: new Date(Math.max(0, time)).toISOString(),
+      });
       const batch = await consumer.fetch({ max_messages: 1, expires: 1_000 });
       for await (const m of batch) {
         batch.stop();
         return m.info.streamSequence;
       }
-    } catch (error) {
-      throw toError(error, `seqAtTime ${stream}`);
-    }
-    return info.lastSeq + 1;
+      return undefined;
+    });
+    return found ?? info.lastSeq + 1;
   }
 
   close(): Promise<void> {
