@@ -5,22 +5,16 @@ import { startMetrics, startTracing, type Metrics, type Tracing } from "@strata/
 import { startNatsCluster } from "@strata/test-harness";
 import type { NodeTelemetryOptions } from "@strata/core";
 import { strataNats } from "./peers/strata-rpc.js";
-import { measureGroup, type RpcRow } from "./rpc.js";
+import { measureGroup, type RpcResults } from "./rpc.js";
 
 /** What `npm run bench -- telemetry` writes to bench/results/telemetry.json. */
-export interface TelemetryResults {
-  readonly when: string;
-  readonly machine: { readonly cpus: number; readonly node: string; readonly natsServer: string };
-  readonly rows: readonly RpcRow[];
+export interface TelemetryResults extends Pick<
+  RpcResults,
+  "when" | "machine" | "rows" | "targets"
+> {
   /** Throughput of each set-up over the one with no telemetry, per concurrency. */
   readonly ratios: Readonly<Record<string, number>>;
   readonly exported: { readonly requests: number; readonly bytes: number };
-  readonly targets: ReadonlyArray<{
-    readonly name: string;
-    readonly value: number;
-    readonly target: string;
-    readonly met: boolean;
-  }>;
 }
 
 const BASE = "no telemetry";

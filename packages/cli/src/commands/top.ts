@@ -4,6 +4,7 @@ import {
   isAdminService,
   isStrataError,
   type StrataNode,
+  type SloStatus,
   type TelemetrySnapshot as CoreTelemetrySnapshot,
 } from "@strata/core";
 import { natsUrl, parse, positiveInt } from "../args.js";
@@ -45,23 +46,8 @@ export interface ActionSnapshot {
   readonly maxMs: number;
 }
 
-/** One service level objective as a node evaluates it. */
-export interface SloStatus {
-  readonly name: string;
-  readonly service: string;
-  readonly action: string | undefined;
-  readonly kind: "availability" | "latency";
-  readonly objective: number;
-  readonly total: number;
-  readonly good: number;
-  readonly attainment: number;
-  readonly errorBudgetRemaining: number;
-  readonly burnRates: Readonly<Record<string, number>>;
-  readonly alerts: ReadonlyArray<{
-    readonly severity: "page" | "ticket";
-    readonly firing: boolean;
-  }>;
-}
+/** One service level objective as a node evaluates it (the core's shape). */
+export type { SloStatus };
 
 /**
  * What `strata-admin.telemetry` answers (one node's health, traffic, breakers and SLOs), as this

@@ -8,6 +8,7 @@ import type {
   NodeStatus,
   TraceContext,
 } from "../ports/index.js";
+import { MAX_BAGGAGE, MAX_TRACESTATE } from "../observability/trace-context.js";
 import type { Principal } from "../runtime/context.js";
 
 /** Version tag at the head of every frame; a peer speaking another version is refused clearly. */
@@ -43,10 +44,8 @@ export interface Codec {
   decode(frame: Uint8Array): unknown;
 }
 
-/** Trace context limits (W3C: tracestate up to 512 characters, baggage up to 8192 bytes). */
+/** Longest traceparent kept (a W3C one is 55 characters); tracestate and baggage: W3C limits. */
 const MAX_TRACEPARENT = 128;
-const MAX_TRACESTATE = 512;
-const MAX_BAGGAGE = 8192;
 
 const KIND_REQUEST = 1;
 const KIND_REPLY_OK = 2;

@@ -1,4 +1,5 @@
 import { StrataError } from "../errors/index.js";
+import { MAX_BAGGAGE } from "../observability/trace-context.js";
 import type { LogRecord } from "../ports/log.js";
 
 /**
@@ -117,7 +118,7 @@ export function decodeEvent(record: LogRecord): CloudEvent {
     ...(h.tracestate !== undefined && traceparent !== undefined
       ? { tracestate: h.tracestate }
       : {}),
-    ...(h.baggage !== undefined && traceparent !== undefined && h.baggage.length <= 8192
+    ...(h.baggage !== undefined && traceparent !== undefined && h.baggage.length <= MAX_BAGGAGE
       ? { baggage: h.baggage }
       : {}),
   };

@@ -1,4 +1,5 @@
 import {
+  INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -80,7 +81,7 @@ export class EventsTelemetry {
         parent,
       );
     } catch {
-      return { span: trace.wrapSpanContext(INVALID), carried: given };
+      return { span: trace.wrapSpanContext(INVALID_SPAN_CONTEXT), carried: given };
     }
     return { span, carried: traceFromContext(trace.setSpan(parent, span)) ?? given };
   }
@@ -153,7 +154,7 @@ export class EventsTelemetry {
         parent,
       );
     } catch {
-      span = trace.wrapSpanContext(producer ?? INVALID);
+      span = trace.wrapSpanContext(producer ?? INVALID_SPAN_CONTEXT);
     }
     safely(() => {
       if (delivery.attempt > 1) {
@@ -230,9 +231,3 @@ export class EventsTelemetry {
     });
   }
 }
-
-const INVALID = {
-  traceId: "00000000000000000000000000000000",
-  spanId: "0000000000000000",
-  traceFlags: 0,
-};

@@ -1,4 +1,5 @@
 import {
+  INVALID_SPAN_CONTEXT,
   INVALID_TRACEID,
   SpanKind,
   SpanStatusCode,
@@ -106,32 +107,12 @@ export function decisionSpan(
   });
 }
 
-/** Ends a span with the outcome of the work it covered. */
-export function endSpan(
-  span: Span,
-  code: ErrorCode | "OK",
-  error: boolean,
-  message?: string,
-): void {
-  safely(() => {
-    if (code !== "OK") {
-      span.setAttribute("rpc.response.status_code", code);
-      if (error)
-        span.setStatus(
-          message === undefined
-            ? { code: SpanStatusCode.ERROR }
-            : { code: SpanStatusCode.ERROR, message },
-        );
-    }
-    span.end();
-  });
-}
-
 /** Metric attributes of one (service, action), built once and reused for every call. */
 export class RpcSeries {
   readonly spanName: string;
   readonly attributes: Attributes;
-  private readonly byCode = new Map<string, Attributes>();
+  /** Attribute sets built so far, by status code or `key\u0000value`. */
+  private readonly extended = new Map<string, Attributes>();
 
   constructor(service: string, action: string) {
     this.spanName = `${service}/${action}`;
@@ -140,17 +121,21 @@ export class RpcSeries {
 
   /** The attributes plus `rpc.response.status_code` (cached per code). */
   withCode(code: ErrorCode | "OK"): Attributes {
-    let attributes = this.byCode.get(code);
-    if (attributes === undefined) {
-      attributes = { ...this.attributes, "rpc.response.status_code": code };
-      this.byCode.set(code, attributes);
-    }
-    return attributes;
+    return this.cached(code, "rpc.response.status_code", code);
   }
 
-  /** The attributes plus another one (not cached: for rare events). */
+  /** The attributes plus another one (cached: reasons and decisions are few). */
   with(key: string, value: string): Attributes {
-    return { ...this.attributes, [key]: value };
+    return this.cached(`${key}\u0000${value}`, key, value);
+  }
+
+  private cached(id: string, key: string, value: string): Attributes {
+    let attributes = this.extended.get(id);
+    if (attributes === undefined) {
+      attributes = { ...this.attributes, [key]: value };
+      this.extended.set(id, attributes);
+    }
+    return attributes;
   }
 }
 
@@ -235,7 +220,7 @@ export class RpcTelemetry {
       if (span.isRecording()) span.setAttribute("strata.node.id", nodeId);
       return span;
     } catch {
-      return trace.wrapSpanContext(trace.getSpanContext(parent) ?? INVALID);
+      return trace.wrapSpanContext(trace.getSpanContext(parent) ?? INVALID_SPAN_CONTEXT);
     }
   }
 
@@ -253,23 +238,36 @@ export class RpcTelemetry {
       }
       return span;
     } catch {
-      return trace.wrapSpanContext(trace.getSpanContext(parent) ?? INVALID);
+      return trace.wrapSpanContext(trace.getSpanContext(parent) ?? INVALID_SPAN_CONTEXT);
     }
   }
 
   endClient(span: Span, series: RpcSeries, code: ErrorCode | "OK", seconds: number): void {
-    endSpan(span, code, code !== "OK");
-    safely(() => this.clientDuration.record(seconds, series.withCode(code)));
+    this.end(span, this.clientDuration, series, code, code !== "OK", seconds);
   }
 
   endServer(span: Span, series: RpcSeries, code: ErrorCode | "OK", seconds: number): void {
-    endSpan(span, code, isServerFault(code));
-    safely(() => this.serverDuration.record(seconds, series.withCode(code)));
+    this.end(span, this.serverDuration, series, code, isServerFault(code), seconds);
+  }
+
+  /** Runs for every call: no closure allocated, failures kept from the caller. */
+  private end(
+    span: Span,
+    histogram: Histogram,
+    series: RpcSeries,
+    code: ErrorCode | "OK",
+    error: boolean,
+    seconds: number,
+  ): void {
+    try {
+      if (code !== "OK") {
+        span.setAttribute("rpc.response.status_code", code);
+        if (error) span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      span.end();
+      histogram.record(seconds, series.withCode(code));
+    } catch {
+      // A misbehaving span processor or instrument must not reach the caller.
+    }
   }
 }
-
-const INVALID = {
-  traceId: "00000000000000000000000000000000",
-  spanId: "0000000000000000",
-  traceFlags: 0,
-};

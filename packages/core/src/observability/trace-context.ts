@@ -22,8 +22,8 @@ import type { TraceContext } from "../ports/index.js";
  */
 
 /** W3C limits: tracestate up to 512 characters, baggage up to 8192 bytes. */
-const MAX_TRACESTATE = 512;
-const MAX_BAGGAGE = 8192;
+export const MAX_TRACESTATE = 512;
+export const MAX_BAGGAGE = 8192;
 const MAX_BAGGAGE_ENTRIES = 180;
 
 /** The span context a W3C traceparent describes, or undefined when it is not one. */

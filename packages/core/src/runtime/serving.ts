@@ -392,12 +392,7 @@ export class Serving {
     principal: Principal | undefined,
     action: HostedAction,
   ): StrataError | undefined {
-    const caller =
-      principal === undefined
-        ? `node:${request.from}`
-        : principal.kind === "user"
-          ? `user:${principal.subject}`
-          : `${principal.kind}:${principal.id}`;
+    const caller = principal === undefined ? `node:${request.from}` : describePrincipal(principal);
     const checks: Array<[RateLimiter | undefined, string, "caller" | "action"]> = [
       [this.perCaller, caller, "caller"],
       [this.perAction, action.what, "action"],
@@ -528,12 +523,7 @@ export class Serving {
     const p = call.principal;
     call.logger.warn(
       {
-        principal:
-          p === undefined
-            ? "anonymous"
-            : p.kind === "user"
-              ? `user:${p.subject}`
-              : `${p.kind}:${p.id}`,
+        principal: p === undefined ? "anonymous" : describePrincipal(p),
         callerNode: call.callerNode,
         reason: reason.slice(0, 500),
       },
@@ -643,6 +633,13 @@ export class Serving {
       for (const waiter of waiters) waiter();
     }
   }
+}
+
+/** `user:<subject>`, `workload:<id>` or `node:<id>`: a principal's id, never its claims. */
+function describePrincipal(principal: Principal): string {
+  return principal.kind === "user"
+    ? `user:${principal.subject}`
+    : `${principal.kind}:${principal.id}`;
 }
 
 function errorText(error: unknown): string {
