@@ -11,11 +11,13 @@ import {
   toStrataError,
   silentLogger,
   type CallReply,
+  type CallSigner,
   type CallRequest,
   type CallTarget,
   type Codec,
   type ControlMessage,
   type Logger,
+  type OpenedFrame,
   type Transport,
   type TransportHandlers,
 } from "@strata/core";
@@ -40,11 +42,32 @@ export interface NatsTransportOptions {
    * server presents a certificate from that CA, and servers with `verify: true` refuse clients
    * without one from theirs. See `strata ca issue`.
    */
-  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
+  readonly tls?: NatsTlsOptions;
+  /**
+   * Signs every request this node sends and verifies every request it receives (see the security
+   * block's `createWorkloadIdentity`): callees then learn the calling workload from a proof, and a
+   * user principal on the wire is believed only as vouched for by a verified workload. Without a
+   * signer, calls from other nodes are anonymous, whatever they claim.
+   */
+  readonly signer?: CallSigner;
+  /**
+   * With a signer: also accept unsigned requests, as anonymous calls (for rolling a signer out
+   * across a cluster). Default false: an unsigned request is refused with `UNAUTHENTICATED`.
+   */
+  readonly acceptUnsigned?: boolean;
   /** Extra nats.js connection options (credentials, reconnect tuning). */
   readonly connection?: Omit<ConnectionOptions, "servers" | "name">;
   readonly logger?: Logger;
 }
+
+/**
+ * Mutual TLS material, as PEM text or as file paths. Files are read again at every (re)connect,
+ * so a renewed certificate written over them is used from the next connection on; live
+ * connections are not interrupted.
+ */
+export type NatsTlsOptions =
+  | { readonly cert: string; readonly key: string; readonly ca: string }
+  | { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -96,9 +119,13 @@ class NatsTransport implements Transport {
   private lost = 0;
   /**
    * True once connected over TLS with a client certificate to a server that verifies client
-   * certificates: only CA-authenticated workloads can then publish to this node.
+   * certificates: only CA-authenticated workloads can then publish to this node. That keeps
+   * strangers out but does not tell a callee which workload published a request, so the
+   * transport never reports its peers as authenticated: workload identity comes from the signer.
    */
-  authenticated = false;
+  mutualTls = false;
+  /** Requests refused because their envelope was missing or did not verify. */
+  refusedEnvelopes = 0;
 
   constructor(options: NatsTransportOptions) {
     this.servers = splitServers(options.servers);
@@ -145,15 +172,7 @@ class NatsTransport implements Transport {
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         ...this.options.connection,
-        ...(this.options.tls === undefined
-          ? {}
-          : {
-              tls: {
-                cert: this.options.tls.cert,
-                key: this.options.tls.key,
-                ca: this.options.tls.ca,
-              },
-            }),
+        ...(this.options.tls === undefined ? {} : { tls: { ...this.options.tls } }),
         servers: this.servers,
         name: this.options.name ?? `strata:${nodeId}`,
       });
@@ -166,7 +185,7 @@ class NatsTransport implements Transport {
     }
     try {
       checkServerVersion(nc.info?.version);
-      this.authenticated =
+      this.mutualTls =
         this.options.tls !== undefined &&
         nc.info?.tls_required === true &&
         nc.info.tls_verify === true;
@@ -175,7 +194,9 @@ class NatsTransport implements Transport {
       await nc.close().catch(() => undefined);
       throw error;
     }
-    const serverMax = nc.info?.max_payload ?? 1024 * 1024;
+    // The envelope travels around the frame, so frames leave room for it under the server limit.
+    const serverMax =
+      (nc.info?.max_payload ?? 1024 * 1024) - (this.options.signer?.overheadBytes ?? 0);
     this.codec = createCodec({
       maxFrameBytes: Math.min(serverMax, this.options.maxFrameBytes ?? serverMax),
     });
@@ -237,8 +258,11 @@ class NatsTransport implements Transport {
     }
     const subject =
       target.kind === "node" ? `${this.prefix}n.${target.node}` : `${this.prefix}g.${target.group}`;
+    const reply = this.replyPrefix + request.id;
     try {
-      nc.publish(subject, frame, { reply: this.replyPrefix + request.id });
+      const signer = this.options.signer;
+      if (signer !== undefined) frame = signer.seal(frame, `${subject}\n${reply}`);
+      nc.publish(subject, frame, { reply });
     } catch (error) {
       queueMicrotask(() =>
         handlers.onReply(
@@ -252,13 +276,50 @@ class NatsTransport implements Transport {
   }
 
   private onRequestMsg(msg: Msg): void {
+    const signer = this.options.signer;
+    if (signer === undefined) {
+      this.acceptRequest(msg, msg.data, undefined);
+      return;
+    }
+    const replyTo = msg.reply ?? "";
+    const refuse = (error: unknown): void => {
+      const failure = toStrataError(error, "call envelope");
+      if (failure.code === "UNAUTHENTICATED" && failure.details.reason === "unsigned") {
+        if (this.options.acceptUnsigned === true) {
+          this.acceptRequest(msg, msg.data, undefined);
+          return;
+        }
+      }
+      this.refusedEnvelopes++;
+      this.logger.warn(
+        { subject: msg.subject, code: failure.code, reason: failure.details.reason },
+        "refused a request whose envelope did not verify",
+      );
+      if (replyTo.length > 0) this.publishReply(replyTo, { ok: false, error: failure.toWire() });
+    };
+    let opened: OpenedFrame | Promise<OpenedFrame>;
+    try {
+      opened = signer.open(msg.data, `${msg.subject}\n${replyTo}`);
+    } catch (error) {
+      refuse(error);
+      return;
+    }
+    if (opened instanceof Promise) {
+      opened.then((o) => this.acceptRequest(msg, o.frame, o.workload), refuse);
+    } else {
+      this.acceptRequest(msg, opened.frame, opened.workload);
+    }
+  }
+
+  private acceptRequest(msg: Msg, frame: Uint8Array, workload: string | undefined): void {
     const codec = this.codec;
     const handlers = this.handlers;
-    if (codec === undefined || handlers === undefined) return;
+    if (codec === undefined || handlers === undefined || this.closed) return;
     const replyTo = msg.reply;
     let request: CallRequest;
     try {
-      request = codec.decodeRequest(msg.data);
+      const decoded = codec.decodeRequest(frame);
+      request = workload === undefined ? decoded : { ...decoded, workload };
     } catch (error) {
       const failure = toStrataError(error, "malformed request");
       this.logger.warn({ subject: msg.subject, code: failure.code }, "refused a malformed request");

@@ -75,6 +75,33 @@ describe("Cedar authorization", () => {
     expect(a.stats()).toMatchObject({ allowed: 3, denied: 5 });
   });
 
+  it("sees the workload a signed envelope proved, so users can be required to come through the gateway", async () => {
+    const gatewayId = "spiffe://shop.example/ns/prod/svc/gateway";
+    const a = await authorizer({
+      policies: `permit (principal in Role::"nurse", action == Action::"records.get", resource)
+        when { context has workload && context.workload == "${gatewayId}" };`,
+    });
+    const viaGateway = await a.authorize({
+      principal: nurse,
+      service: "records",
+      action: "get",
+      input: { patientId: "p-9" },
+      callerNode: "gw-1",
+      workload: gatewayId,
+    });
+    expect(viaGateway).toEqual({ allowed: true });
+    const viaOther = await a.authorize({
+      principal: nurse,
+      service: "records",
+      action: "get",
+      input: { patientId: "p-9" },
+      callerNode: "gw-1",
+      workload: "spiffe://shop.example/ns/prod/svc/cart",
+    });
+    expect(viaOther.allowed).toBe(false);
+    expect((await ask(a, nurse, "records.get", { patientId: "p-9" })).allowed).toBe(false);
+  });
+
   it("with no policies at all, denies everything", async () => {
     const a = await authorizer({ policies: "" });
     expect((await ask(a, nurse, "catalog.list")).allowed).toBe(false);

@@ -62,7 +62,8 @@ type CedarValue = cedar.CedarValueJson;
  *   authenticated the caller;
  * - action `Action::"<service>.<action>"`;
  * - resource from a declared input field, else `Service::"<service>"`;
- * - context `{ time (epoch seconds), callerNode }`.
+ * - context `{ time (epoch seconds), callerNode, workload? }` (`workload`: the SPIFFE ID a
+ *   signed call envelope proved; absent for in-process and unsigned calls).
  * Cedar denies by default: without a permit, a call is denied; a forbid always wins.
  */
 export async function createCedarAuthorizer(
@@ -152,7 +153,13 @@ export async function createCedarAuthorizer(
       principal: uid,
       action: { type: "Action", id: key },
       resource,
-      context: { time: Math.floor(clock.now() / 1000), callerNode: request.callerNode },
+      context: {
+        time: Math.floor(clock.now() / 1000),
+        callerNode: request.callerNode,
+        // The workload a signed envelope proved, also when it vouches for a user: policies can
+        // require that users reach an action only through the gateway (`context.workload == …`).
+        ...(request.workload === undefined ? {} : { workload: request.workload }),
+      },
       preparsedPolicySetId: loaded.id,
       entities,
     });

@@ -25,3 +25,11 @@ export {
 } from "./ca.js";
 export type { IssuedCertificate, WorkloadIdentity } from "./ca.js";
 export { PQ_GROUP, postQuantumTlsSupported, preferredTlsGroups, tlsGroupReport } from "./pq.js";
+export { createWorkloadIdentity, startRenewal } from "./workload.js";
+export type {
+  Renewal,
+  RenewalOptions,
+  WorkloadIdentityOptions,
+  WorkloadIdentitySigner,
+  WorkloadIdentityStats,
+} from "./workload.js";

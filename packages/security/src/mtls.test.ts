@@ -1,12 +1,21 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createNode, defineService, type StrataNode } from "@strata/core";
-import { createNatsTransport } from "@strata/nats";
+import {
+  createNode,
+  defineService,
+  isStrataError,
+  runOpenLoad,
+  type CallContext,
+  type StrataNode,
+} from "@strata/core";
+import { createNatsTransport, type NatsTlsOptions } from "@strata/nats";
 import { startNatsCluster, type NatsCluster } from "@strata/test-harness";
+import { waitFor } from "@strata/test-harness";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { CA_FILES, initCa, issueWorkloadCertificate, type IssuedCertificate } from "./ca.js";
+import { createWorkloadIdentity, startRenewal, type WorkloadIdentitySigner } from "./workload.js";
 
 const echo = defineService({
   name: "echo",
@@ -24,6 +33,8 @@ describe("mutual TLS to NATS with workload certificates", () => {
   let dir: string;
   let cluster: NatsCluster;
   let caBundle: string;
+  let caDir: string;
+  let rootPem: string;
   let orders: IssuedCertificate;
   let gateway: IssuedCertificate;
   const nodes: StrataNode[] = [];
@@ -31,7 +42,9 @@ describe("mutual TLS to NATS with workload certificates", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "strata-mtls-"));
     const ca = join(dir, "ca");
+    caDir = ca;
     await initCa({ dir: ca, trustDomain: "shop.example" });
+    rootPem = await readFile(join(ca, CA_FILES.rootCert), "utf8");
     caBundle = `${await readFile(join(ca, CA_FILES.rootCert), "utf8")}\n${await readFile(join(ca, CA_FILES.intermediateCert), "utf8")}`;
     const server = await issueWorkloadCertificate({
       dir: ca,
@@ -62,14 +75,22 @@ describe("mutual TLS to NATS with workload certificates", () => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
-  const node = (id: string, tls?: { cert: string; key: string; ca: string }): StrataNode => {
+  const node = (
+    id: string,
+    tls?: NatsTlsOptions,
+    signer?: WorkloadIdentitySigner,
+    reconnect = false,
+  ): StrataNode => {
     const n = createNode({
       id,
       transport: createNatsTransport({
         servers: cluster.url,
         cluster: "mtls",
-        connection: { maxReconnectAttempts: 0, timeout: 3_000 },
+        connection: reconnect
+          ? { maxReconnectAttempts: -1, reconnectTimeWait: 100, timeout: 3_000 }
+          : { maxReconnectAttempts: 0, timeout: 3_000 },
         ...(tls === undefined ? {} : { tls }),
+        ...(signer === undefined ? {} : { signer }),
       }),
       heartbeatIntervalMs: 200,
     });
@@ -77,28 +98,195 @@ describe("mutual TLS to NATS with workload certificates", () => {
     return n;
   };
 
-  it("serves calls between nodes that present certificates from the CA, and carries the principal", async () => {
-    const server = node("orders-1", { cert: orders.chainPem, key: orders.keyPem, ca: caBundle });
-    const seen: unknown[] = [];
+  const signerFor = (cert: IssuedCertificate): Promise<WorkloadIdentitySigner> =>
+    createWorkloadIdentity({
+      chainPem: cert.chainPem,
+      keyPem: cert.keyPem,
+      rootPem,
+      trustDomain: "shop.example",
+    });
+
+  /** Serves echo and records what each call's context said about its caller. */
+  const echoServer = (
+    id: string,
+    cert: IssuedCertificate,
+    signer?: WorkloadIdentitySigner,
+    reconnect = false,
+  ) => {
+    const server = node(
+      id,
+      { cert: cert.chainPem, key: cert.keyPem, ca: caBundle },
+      signer,
+      reconnect,
+    );
+    const seen: Array<Pick<CallContext, "principal" | "workload">> = [];
     server.serve(
       echo.implement({
         say: ({ text }, ctx) => {
-          seen.push(ctx.principal);
+          seen.push({ principal: ctx.principal, workload: ctx.workload });
           return { text };
         },
       }),
     );
-    const client = node("gateway-1", { cert: gateway.chainPem, key: gateway.keyPem, ca: caBundle });
+    return { server, seen };
+  };
+
+  it("tells the callee which workload called from a signed envelope, and the user it vouches for", async () => {
+    const { server, seen } = echoServer("orders-1", orders, await signerFor(orders));
+    const client = node(
+      "gateway-1",
+      { cert: gateway.chainPem, key: gateway.keyPem, ca: caBundle },
+      await signerFor(gateway),
+    );
     await server.start();
     await client.start();
     await client.waitForService("echo", { timeoutMs: 10_000 });
     await expect(client.client(echo).say({ text: "over mTLS" })).resolves.toEqual({
       text: "over mTLS",
     });
-    // Over an authenticated transport the user a gateway verified reaches the callee.
     const user = { kind: "user", subject: "alice", claims: { roles: ["nurse"] } } as const;
     await client.client(echo, { principal: user }).say({ text: "as alice" });
-    expect(seen).toEqual([undefined, user]);
+    const workload = "spiffe://shop.example/ns/prod/svc/gateway";
+    expect(seen).toEqual([
+      { principal: { kind: "workload", id: workload }, workload },
+      { principal: user, workload },
+    ]);
+    await Promise.all([server.stop({ drainTimeoutMs: 100 }), client.stop({ drainTimeoutMs: 100 })]);
+  });
+
+  it("never takes a workload identity from a field the caller sets", async () => {
+    const { server, seen } = echoServer("orders-2", orders, await signerFor(orders));
+    // A workload with a genuine certificate of its own claims to be the payments service.
+    const rogueCert = await issueWorkloadCertificate({
+      dir: caDir,
+      namespace: "prod",
+      service: "rogue",
+    });
+    const rogue = node(
+      "rogue-1",
+      { cert: rogueCert.chainPem, key: rogueCert.keyPem, ca: caBundle },
+      await signerFor(rogueCert),
+    );
+    // A node with a valid TLS certificate but no signer: its requests carry no envelope.
+    const unsigned = node("unsigned-1", {
+      cert: gateway.chainPem,
+      key: gateway.keyPem,
+      ca: caBundle,
+    });
+    await server.start();
+    await rogue.start();
+    await unsigned.start();
+    await rogue.waitForService("echo", { timeoutMs: 10_000 });
+    await unsigned.waitForService("echo", { timeoutMs: 10_000 });
+    const payments = {
+      kind: "workload",
+      id: "spiffe://shop.example/ns/prod/svc/payments",
+    } as const;
+    await rogue.client(echo, { principal: payments }).say({ text: "I am payments" });
+    await rogue.call(
+      "echo",
+      "say",
+      { text: "meta" },
+      { meta: { principal: "payments", workload: payments.id } },
+    );
+    const rogueId = "spiffe://shop.example/ns/prod/svc/rogue";
+    expect(seen).toEqual([
+      { principal: { kind: "workload", id: rogueId }, workload: rogueId },
+      { principal: { kind: "workload", id: rogueId }, workload: rogueId },
+    ]);
+    // Unsigned requests are refused before any handler runs.
+    const refused = await unsigned
+      .client(echo, { principal: payments })
+      .say({ text: "x" })
+      .catch((e: unknown) => e);
+    expect(isStrataError(refused, "UNAUTHENTICATED")).toBe(true);
+    expect(isStrataError(refused) && refused.details.reason).toBe("unsigned");
+    expect(seen).toHaveLength(2);
+    await Promise.all([server, rogue, unsigned].map((n) => n.stop({ drainTimeoutMs: 100 })));
+  });
+
+  it("treats calls as anonymous when nothing signs them, whatever principal they claim", async () => {
+    const { server, seen } = echoServer("orders-3", orders);
+    const client = node("gateway-3", { cert: gateway.chainPem, key: gateway.keyPem, ca: caBundle });
+    await server.start();
+    await client.start();
+    await client.waitForService("echo", { timeoutMs: 10_000 });
+    const user = { kind: "user", subject: "alice", claims: { roles: ["admin"] } } as const;
+    await client.client(echo, { principal: user }).say({ text: "as alice?" });
+    expect(seen).toEqual([{ principal: undefined, workload: undefined }]);
+    await Promise.all([server.stop({ drainTimeoutMs: 100 }), client.stop({ drainTimeoutMs: 100 })]);
+  });
+
+  it("renews a short-lived certificate under traffic without a failed call, and reconnects with the new one", async () => {
+    const { server, seen } = echoServer("orders-4", orders, await signerFor(orders), true);
+    // A certificate valid for 7.2 s: renewed two thirds in, long before the test ends.
+    const first = await issueWorkloadCertificate({
+      dir: caDir,
+      namespace: "prod",
+      service: "gateway",
+      validityHours: 0.002,
+    });
+    const files = { certFile: join(dir, "gw-chain.pem"), keyFile: join(dir, "gw-key.pem") };
+    await writeFile(files.certFile, first.chainPem);
+    await writeFile(files.keyFile, first.keyPem, { mode: 0o600 });
+    const signer = await signerFor(first);
+    const client = node("gateway-4", { ...files, caFile: join(dir, "ca.pem") }, signer, true);
+    const renewal = startRenewal({
+      identity: signer,
+      files,
+      issue: () =>
+        issueWorkloadCertificate({
+          dir: caDir,
+          namespace: "prod",
+          service: "gateway",
+          validityHours: 1,
+        }),
+    });
+    try {
+      await server.start();
+      await client.start();
+      await client.waitForService("echo", { timeoutMs: 10_000 });
+      let failed = 0;
+      let ok = 0;
+      await runOpenLoad({
+        rate: 100,
+        durationMs: 6_500,
+        call: async () => {
+          try {
+            await client.client(echo).say({ text: "tick" });
+            ok++;
+          } catch {
+            failed++;
+          }
+        },
+      });
+      expect(renewal.renewals).toBe(1);
+      expect(failed).toBe(0);
+      expect(ok).toBeGreaterThan(500);
+      expect(new Set(seen.map((s) => s.workload))).toEqual(
+        new Set(["spiffe://shop.example/ns/prod/svc/gateway"]),
+      );
+      // Once the first certificate has expired, a reconnect must present the renewed one.
+      await waitFor(() => Date.now() > first.notAfter.getTime() + 500, { timeoutMs: 10_000 });
+      await cluster.servers[0]?.restart();
+      await waitFor(
+        async () => {
+          try {
+            await client.client(echo).say({ text: "after restart" }, { timeoutMs: 1_000 });
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs: 15_000, message: "no call succeeded after the reconnect" },
+      );
+    } finally {
+      renewal.stop();
+      await Promise.all([
+        server.stop({ drainTimeoutMs: 100 }),
+        client.stop({ drainTimeoutMs: 100 }),
+      ]);
+    }
   });
 
   it("refuses clients without a certificate, with one from another CA, or in plaintext", async () => {

@@ -11,6 +11,8 @@ export interface PolicyTestCase {
   /** `"service.action"`. */
   readonly action: string;
   readonly input?: unknown;
+  /** The calling workload (SPIFFE ID) a signed envelope would prove; absent for none. */
+  readonly workload?: string;
   readonly expect: "allow" | "deny";
 }
 
@@ -48,6 +50,7 @@ export async function runPolicyTests(dir: string): Promise<PolicyTestReport> {
           action: rest.join("."),
           input: c.input ?? {},
           callerNode: "policy-test",
+          workload: c.workload,
         });
         const got = decision.allowed ? "allow" : "deny";
         if (got === c.expect) passed++;
@@ -86,6 +89,8 @@ async function readCases(path: string, file: string): Promise<PolicyTestCase[]> 
     if (typeof c.action !== "string" || !/^[^.]+\.[^.]+$/.test(c.action)) {
       throw bad(where, 'needs an action "service.action"');
     }
+    if (c.workload !== undefined && typeof c.workload !== "string")
+      throw bad(where, "workload must be a SPIFFE ID string");
     if (c.expect !== "allow" && c.expect !== "deny")
       throw bad(where, 'expect must be "allow" or "deny"');
     const p = c.principal as unknown;

@@ -13,6 +13,11 @@ export interface AuthorizationRequest {
   readonly input: unknown;
   /** The calling node's id as the transport reported it (not an authenticated identity). */
   readonly callerNode: string;
+  /**
+   * The calling workload (a SPIFFE ID) when a signed envelope proved it, also when the principal
+   * is a user that workload vouches for; undefined otherwise.
+   */
+  readonly workload?: string | undefined;
 }
 
 /** An authorizer's answer. A denial's reason is logged and counted, not sent to the caller. */

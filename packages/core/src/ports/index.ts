@@ -5,11 +5,13 @@ export type { Logger } from "./logger.js";
 export type {
   ActionAnnouncement,
   CallReply,
+  CallSigner,
   CallRequest,
   CallTarget,
   ControlMessage,
   NodeAnnouncement,
   NodeStatus,
+  OpenedFrame,
   ServiceAnnouncement,
   TraceContext,
   Transport,

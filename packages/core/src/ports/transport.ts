@@ -30,9 +30,40 @@ export interface CallRequest {
   readonly idempotencyKey?: string | undefined;
   /**
    * Who the call acts for (an end user a gateway verified, a workload). A callee takes it from
-   * the wire only when its transport says every peer was authenticated.
+   * the wire only when its transport says every peer was authenticated, or when a signed call
+   * envelope proved which workload sent it (then only a user principal is taken, as vouched for
+   * by that workload).
    */
   readonly principal?: Principal | undefined;
+  /**
+   * The calling workload's identity (a SPIFFE ID), set by the receiving transport after it
+   * verified the request's signed envelope. The codec never reads it from the wire.
+   */
+  readonly workload?: string | undefined;
+}
+
+/** A request frame whose signed envelope verified. */
+export interface OpenedFrame {
+  /** The encoded request inside the envelope. */
+  readonly frame: Uint8Array;
+  /** The workload that signed it (a SPIFFE ID from a certificate the trust root vouches for). */
+  readonly workload: string;
+}
+
+/**
+ * Signs and verifies call envelopes, so that a callee learns the caller's workload identity from
+ * a proof rather than from a field a client can set (the security block implements it with the
+ * node's workload certificate). `binding` names where the frame travels (subject and reply
+ * address): a sealed frame replayed anywhere else does not open.
+ */
+export interface CallSigner {
+  /** Bytes the envelope adds to a frame at most. */
+  readonly overheadBytes: number;
+  /** The workload this signer signs as. */
+  readonly workload: string;
+  seal(frame: Uint8Array, binding: string): Uint8Array;
+  /** The inner frame and its signer, or a rejection (`UNAUTHENTICATED` with `details.reason`). */
+  open(sealed: Uint8Array, binding: string): OpenedFrame | Promise<OpenedFrame>;
 }
 
 /** The callee's answer. */

@@ -54,6 +54,8 @@ export interface CallContext {
   readonly callerNode: string;
   /** The authenticated principal, when the security block established one. */
   readonly principal: Principal | undefined;
+  /** The calling workload (a SPIFFE ID), when a signed call envelope proved it. */
+  readonly workload: string | undefined;
   /** Monotonic time (ms, this node's clock) by which the call must finish. */
   readonly deadline: number;
   /** Aborts when the deadline passes, the caller cancels, or the node stops. */

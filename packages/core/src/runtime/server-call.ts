@@ -75,6 +75,9 @@ export class ServerCall implements CallContext, DeadlineItem {
   get callerNode(): string {
     return this.request.from;
   }
+  get workload(): string | undefined {
+    return this.request.workload;
+  }
   get trace(): TraceContext | undefined {
     return this.request.trace;
   }

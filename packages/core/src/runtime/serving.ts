@@ -167,11 +167,13 @@ export class Serving {
 
   /**
    * A request from another node. Its principal is believed only when the transport says every
-   * peer was authenticated; otherwise the call is anonymous.
+   * peer was authenticated, or when a verified envelope names the calling workload: that
+   * workload is then the principal, unless it vouches for an end user. Otherwise the call is
+   * anonymous.
    */
   handleRemote(request: CallRequest, respond: (reply: CallReply) => void): void {
     const now = this.clock.monotonic();
-    const principal = this.host.peersAuthenticated() ? request.principal : undefined;
+    const principal = remotePrincipal(request, this.host.peersAuthenticated());
     const call = this.handle(request, respond, principal, now + request.timeoutMs, now);
     if (call === undefined || call.done) return;
     call.remote = true;
@@ -472,6 +474,7 @@ export class Serving {
         action: call.action,
         input,
         callerNode: call.callerNode,
+        workload: call.workload,
       });
     } catch (error) {
       this.deny(call, action, `the authorizer failed: ${errorText(error)}`);
@@ -633,6 +636,16 @@ export class Serving {
       for (const waiter of waiters) waiter();
     }
   }
+}
+
+/** Who a request from another node acts for; see {@link Serving.handleRemote}. */
+function remotePrincipal(request: CallRequest, peersAuthenticated: boolean): Principal | undefined {
+  if (peersAuthenticated) return request.principal;
+  const workload = request.workload;
+  if (workload === undefined) return undefined;
+  return request.principal?.kind === "user"
+    ? request.principal
+    : { kind: "workload", id: workload };
 }
 
 /** `user:<subject>`, `workload:<id>` or `node:<id>`: a principal's id, never its claims. */
