@@ -65,9 +65,16 @@ export interface NatsTransportOptions {
  * so a renewed certificate written over them is used from the next connection on; live
  * connections are not interrupted.
  */
-export type NatsTlsOptions =
+export type NatsTlsOptions = (
   | { readonly cert: string; readonly key: string; readonly ca: string }
-  | { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
+  | { readonly certFile: string; readonly keyFile: string; readonly caFile: string }
+) & {
+  /**
+   * Key exchange groups to offer, most preferred first (`X25519MLKEM768:X25519:P-256`); see the
+   * security block's `preferredTlsGroups`. Default: Node's.
+   */
+  readonly ecdhCurve?: string;
+};
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 

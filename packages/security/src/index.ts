@@ -24,7 +24,14 @@ export {
   writeIssued,
 } from "./ca.js";
 export type { IssuedCertificate, WorkloadIdentity } from "./ca.js";
-export { PQ_GROUP, postQuantumTlsSupported, preferredTlsGroups, tlsGroupReport } from "./pq.js";
+export {
+  PQ_GROUP,
+  postQuantumTlsSupported,
+  preferredTlsGroups,
+  probeNatsTls,
+  tlsGroupReport,
+} from "./pq.js";
+export type { NegotiatedTls } from "./pq.js";
 export { createWorkloadIdentity, startRenewal } from "./workload.js";
 export type {
   Renewal,

@@ -10,12 +10,12 @@ import {
   type StrataNode,
 } from "@strata/core";
 import { createNatsTransport, type NatsTlsOptions } from "@strata/nats";
-import { startNatsCluster, type NatsCluster } from "@strata/test-harness";
-import { waitFor } from "@strata/test-harness";
+import { startNatsCluster, waitFor, type NatsCluster } from "@strata/test-harness";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { CA_FILES, initCa, issueWorkloadCertificate, type IssuedCertificate } from "./ca.js";
 import { createWorkloadIdentity, startRenewal, type WorkloadIdentitySigner } from "./workload.js";
+import { PQ_GROUP, postQuantumTlsSupported, preferredTlsGroups, probeNatsTls } from "./pq.js";
 
 const echo = defineService({
   name: "echo",
@@ -289,6 +289,38 @@ describe("mutual TLS to NATS with workload certificates", () => {
     }
   });
 
+  it("offers the post-quantum hybrid group where the runtime has it and reports the group agreed", async () => {
+    const negotiated = await probeNatsTls(cluster.url, {
+      ca: caBundle,
+      cert: gateway.chainPem,
+      key: gateway.keyPem,
+    });
+    expect(negotiated.protocol).toBe("TLSv1.3");
+    expect(["X25519", PQ_GROUP]).toContain(negotiated.group);
+    if (!postQuantumTlsSupported()) expect(negotiated.postQuantum).toBe(false);
+    // Nodes connect with the same preference list.
+    const { server, seen } = echoServer("orders-5", orders);
+    const client = node("gateway-5", {
+      cert: gateway.chainPem,
+      key: gateway.keyPem,
+      ca: caBundle,
+      ecdhCurve: preferredTlsGroups(),
+    });
+    await server.start();
+    await client.start();
+    await client.waitForService("echo", { timeoutMs: 10_000 });
+    await client.client(echo).say({ text: "groups" });
+    expect(seen).toHaveLength(1);
+    await Promise.all([server.stop({ drainTimeoutMs: 100 }), client.stop({ drainTimeoutMs: 100 })]);
+    // Something that is not NATS is reported as such.
+    await expect(
+      probeNatsTls(`127.0.0.1:${cluster.servers[0]?.monitorPort}`, {
+        ca: caBundle,
+        timeoutMs: 1_000,
+      }),
+    ).rejects.toThrow(/not a NATS server|no INFO/);
+  });
+
   it("refuses clients without a certificate, with one from another CA, or in plaintext", async () => {
     // No client certificate: the server (verify: true) refuses the handshake.
     await expect(node("anonymous", { cert: "", key: "", ca: caBundle }).start()).rejects.toThrow(
@@ -305,6 +337,24 @@ describe("mutual TLS to NATS with workload certificates", () => {
     await expect(
       node("rogue", { cert: rogue.chainPem, key: rogue.keyPem, ca: caBundle }).start(),
     ).rejects.toThrow(/cannot connect/);
+    // An expired certificate from our own CA.
+    const expired = await issueWorkloadCertificate({
+      dir: caDir,
+      namespace: "prod",
+      service: "orders",
+      validityHours: 1,
+      now: new Date(Date.now() - 3 * 3_600_000),
+    });
+    await expect(
+      node("expired", { cert: expired.chainPem, key: expired.keyPem, ca: caBundle }).start(),
+    ).rejects.toThrow(/cannot connect/);
+    // A self-signed certificate: the rogue CA's root, presented with its own key.
+    const selfSigned = {
+      cert: await readFile(join(rogueCa, CA_FILES.rootCert), "utf8"),
+      key: await readFile(join(rogueCa, CA_FILES.rootKey), "utf8"),
+      ca: caBundle,
+    };
+    await expect(node("self-signed", selfSigned).start()).rejects.toThrow(/cannot connect/);
     // No TLS at all.
     await expect(node("plaintext").start()).rejects.toThrow(/cannot connect/);
     // A client that trusts only another CA refuses our server.
