@@ -1,6 +1,10 @@
 /** Strata's NATS adapter: a Transport over NATS core request/reply (nats-server >= 2.10). */
 export { createNatsTransport } from "./nats-transport.js";
-export type { NatsTlsOptions, NatsTransportOptions } from "./nats-transport.js";
+export type {
+  NatsTlsOptions,
+  NatsTransportHandle,
+  NatsTransportOptions,
+} from "./nats-transport.js";
 export { MIN_NATS_VERSION, checkServerVersion } from "./server-version.js";
 export { openNatsKv } from "./nats-kv.js";
 export type { NatsKvOptions } from "./nats-kv.js";

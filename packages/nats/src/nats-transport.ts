@@ -463,8 +463,16 @@ class NatsTransport implements Transport {
  * @example
  * const node = createNode({ transport: createNatsTransport({ servers: "nats://127.0.0.1:4222" }) });
  */
-export function createNatsTransport(
-  options: NatsTransportOptions,
-): Transport & { readonly connection: NatsConnection | undefined } {
+/** A NATS transport, with what adapters and reports read from it. */
+export type NatsTransportHandle = Transport & {
+  /** The underlying connection, for adapters that share it (JetStream, KV). */
+  readonly connection: NatsConnection | undefined;
+  /** Connected with a client certificate to a server that verifies client certificates. */
+  readonly mutualTls: boolean;
+  /** Requests refused because their envelope was missing or did not verify. */
+  readonly refusedEnvelopes: number;
+};
+
+export function createNatsTransport(options: NatsTransportOptions): NatsTransportHandle {
   return new NatsTransport(options);
 }

@@ -124,7 +124,7 @@ export async function probeNatsTls(
       reject(
         new StrataError(
           "UNAVAILABLE",
-          `TLS handshake with ${host}:${port} failed: ${error.message}`,
+          `TLS handshake with ${host}:${port} failed: ${(error as Error).message}`,
         ),
       );
     });
