@@ -1,5 +1,8 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { connect, createServer as createTlsServer } from "node:tls";
 import { createEmbeddedNetwork, createNode, defineService } from "@strata/core";
@@ -7,10 +10,12 @@ import { createLogger } from "@strata/telemetry";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { CA_FILES, initCa, issueWorkloadCertificate } from "./ca.js";
 import { createCedarAuthorizer } from "./cedar.js";
 import { createIntrospector } from "./introspection.js";
 import { createJwtVerifier } from "./jwt.js";
 import { postQuantumTlsSupported, preferredTlsGroups, tlsGroupReport } from "./pq.js";
+import { createWorkloadIdentity, startRenewal } from "./workload.js";
 
 /**
  * Secrets never reach the logs: the security block's failures, logged through the node's pino
@@ -101,6 +106,67 @@ describe("secrets stay out of logs", () => {
     expect(output).not.toContain(secret);
     const jwk = await exportJWK(privateKey);
     expect(output).not.toContain(jwk.d as string);
+  });
+
+  it("keeps workload private keys out of errors and renewal logs", async () => {
+    let output = "";
+    const logger = createLogger({
+      level: "debug",
+      destination: new Writable({
+        write(chunk: Buffer, _enc, done) {
+          output += chunk.toString("utf8");
+          done();
+        },
+      }),
+    });
+    const dir = await mkdtemp(join(tmpdir(), "strata-secrets-"));
+    try {
+      await initCa({ dir: join(dir, "ca"), trustDomain: "shop.example" });
+      const rootPem = await readFile(join(dir, "ca", CA_FILES.rootCert), "utf8");
+      const a = await issueWorkloadCertificate({
+        dir: join(dir, "ca"),
+        namespace: "p",
+        service: "a",
+      });
+      const b = await issueWorkloadCertificate({
+        dir: join(dir, "ca"),
+        namespace: "p",
+        service: "b",
+      });
+      const keyBody = (pem: string) => pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+      // A key that does not match, and one that is not a key: the errors name neither.
+      for (const keyPem of [b.keyPem, `${a.keyPem.slice(0, 80)}garbage`]) {
+        const error = await createWorkloadIdentity({
+          chainPem: a.chainPem,
+          keyPem,
+          rootPem,
+          trustDomain: "shop.example",
+        }).catch((e: unknown) => e);
+        logger.error({ err: error }, "identity refused");
+      }
+      // A renewal that fails with the key in hand logs the failure, not the key.
+      const signer = await createWorkloadIdentity({
+        chainPem: a.chainPem,
+        keyPem: a.keyPem,
+        rootPem,
+        trustDomain: "shop.example",
+      });
+      const renewal = startRenewal({
+        identity: signer,
+        logger,
+        issue: () => Promise.resolve({ chainPem: b.chainPem, keyPem: b.keyPem }),
+      });
+      await renewal.renewNow().catch(() => undefined);
+      renewal.stop();
+      expect(output).toContain("identity refused");
+      expect(output).toContain("could not renew");
+      for (const pem of [a.keyPem, b.keyPem]) {
+        expect(output).not.toContain(keyBody(pem).slice(0, 40));
+        expect(output).not.toContain(keyBody(pem).slice(-40));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
