@@ -108,6 +108,7 @@ export {
   checkStreamName,
   checkStreamSpec,
   streamNotFound,
+  wrongLastSeq,
 } from "./events/log-checks.js";
 export * from "./events/index.js";
 export { openEmbeddedLog } from "./adapters/embedded/embedded-log.js";

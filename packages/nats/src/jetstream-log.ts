@@ -23,6 +23,7 @@ import {
   isStrataError,
   streamNotFound,
   systemClock,
+  wrongLastSeq,
   type AppendInput,
   type Clock,
   type AppendResult,
@@ -61,6 +62,7 @@ const KEY = "Strata-Key";
 const MSG_ID = "Nats-Msg-Id";
 const PARTITIONS = "strata-partitions";
 const STREAM_NOT_FOUND = 10059;
+const WRONG_LAST_SEQUENCE = 10071;
 const NS = 1_000_000;
 
 /**
@@ -243,9 +245,25 @@ class NatsLog implements EventLog {
       const ack = await this.js.publish(this.subject(stream, input.partition), input.payload, {
         msgID: input.id,
         headers: h,
+        // Checked by the stream's leader in its replicated log: a conditional append cannot fork.
+        ...(input.expectedLastSeq === undefined
+          ? {}
+          : { expect: { lastSequence: input.expectedLastSeq } }),
       });
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (error) {
+      if (
+        error instanceof JetStreamApiError &&
+        error.code === WRONG_LAST_SEQUENCE &&
+        input.expectedLastSeq !== undefined
+      ) {
+        const actual = /wrong last sequence: (\d+)/.exec(error.message)?.[1];
+        throw wrongLastSeq(
+          stream,
+          input.expectedLastSeq,
+          actual === undefined ? undefined : Number(actual),
+        );
+      }
       if (error instanceof JetStreamApiError && error.code === STREAM_NOT_FOUND) {
         this.partitions.delete(stream);
         throw streamNotFound(stream);

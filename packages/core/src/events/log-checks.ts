@@ -56,6 +56,12 @@ export function checkStreamSpec(spec: StreamSpec): Required<Omit<StreamSpec, "re
 
 /** Throws INVALID_ARGUMENT unless `input` can be appended to a stream of `partitions`. */
 export function checkAppend(input: AppendInput, partitions: number): void {
+  if (
+    input.expectedLastSeq !== undefined &&
+    !(Number.isSafeInteger(input.expectedLastSeq) && input.expectedLastSeq >= 0)
+  ) {
+    throw new StrataError("INVALID_ARGUMENT", "expectedLastSeq must be an integer >= 0");
+  }
   if (!Number.isInteger(input.partition) || input.partition < 0 || input.partition >= partitions) {
     throw new StrataError(
       "INVALID_ARGUMENT",
@@ -130,4 +136,16 @@ export function checkPartition(partition: unknown, partitions: number): number |
 /** NOT_FOUND for a stream that does not exist. */
 export function streamNotFound(stream: string): StrataError {
   return new StrataError("NOT_FOUND", `stream ${stream} does not exist`, { details: { stream } });
+}
+
+/** The error of an append whose expected last sequence was not the stream's. */
+export function wrongLastSeq(stream: string, expected: number, actual?: number): StrataError {
+  const found = actual === undefined ? "" : ` (it is ${actual})`;
+  return new StrataError(
+    "ABORTED",
+    `append to ${stream}: the last sequence is not ${expected}${found}: another writer appended`,
+    {
+      details: { reason: "wrong-last-seq", expected, ...(actual === undefined ? {} : { actual }) },
+    },
+  );
 }

@@ -74,6 +74,13 @@ export interface AppendInput {
   readonly key: string;
   readonly headers?: Readonly<Record<string, string>>;
   readonly payload: Uint8Array;
+  /**
+   * Appends only if the stream's last sequence is exactly this (0: the stream is empty), so that
+   * writers that each append after what they last read cannot fork the log; otherwise `ABORTED`
+   * with `details.reason` `"wrong-last-seq"` (catch up and try again). An id already in the
+   * duplicate window is still answered as a duplicate, whatever the last sequence.
+   */
+  readonly expectedLastSeq?: number;
 }
 
 /** An acknowledged append. */

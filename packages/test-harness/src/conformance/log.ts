@@ -144,6 +144,33 @@ export function describeLogConformance(name: string, fixture: LogFixture): void 
       expect(records.map((r) => dec(r.payload))).toEqual(["1", "3"]);
     });
 
+    it("appends on a condition: only after the expected last sequence, so writers cannot fork the log", async () => {
+      await using log = await fixture.open();
+      await log.ensureStream({ name: "ledger", partitions: 1 });
+      const at = (expectedLastSeq: number, id: string) =>
+        log.append("ledger", { partition: 0, id, key: "k", payload: enc(id), expectedLastSeq });
+      await expect(at(0, "a")).resolves.toEqual({ seq: 1, duplicate: false });
+      await expect(at(1, "b")).resolves.toEqual({ seq: 2, duplicate: false });
+      // A writer that read only up to 1 is refused and told to catch up.
+      const stale = await at(1, "c").catch((e: unknown) => e);
+      expect(isStrataError(stale, "ABORTED")).toBe(true);
+      expect((stale as { details: { reason: string } }).details.reason).toBe("wrong-last-seq");
+      await expectCode(at(7, "d"), "ABORTED");
+      // A retried append is answered as the duplicate it is, whatever the sequence now.
+      await expect(at(0, "a")).resolves.toEqual({ seq: 1, duplicate: true });
+      // Of concurrent writers expecting the same last sequence exactly one wins.
+      const racers = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => at(2, `race-${i}`)),
+      );
+      expect(racers.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+      for (const r of racers) {
+        if (r.status === "rejected") expect(isStrataError(r.reason, "ABORTED")).toBe(true);
+      }
+      expect((await log.read("ledger")).map((r) => r.seq)).toEqual([1, 2, 3]);
+      await expectCode(at(-1, "e"), "INVALID_ARGUMENT");
+      await expectCode(at(1.5, "f"), "INVALID_ARGUMENT");
+    });
+
     it("acknowledges concurrent appends with distinct sequences, all readable", async () => {
       await using log = await fixture.open();
       await log.ensureStream({ name: "c", partitions: 4 });

@@ -20,6 +20,7 @@ import {
   checkStreamName,
   checkStreamSpec,
   streamNotFound,
+  wrongLastSeq,
 } from "../../events/log-checks.js";
 import {
   silentLogger,
@@ -851,6 +852,9 @@ class EmbeddedLogStore implements EmbeddedLog {
         continue;
       }
       break;
+    }
+    if (input.expectedLastSeq !== undefined && state.nextSeq - 1 !== input.expectedLastSeq) {
+      throw wrongLastSeq(stream, input.expectedLastSeq, state.nextSeq - 1);
     }
     // From here to the AppendLog call nothing awaits: sequence order is file order.
     const seq = state.nextSeq++;
