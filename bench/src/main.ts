@@ -4,6 +4,7 @@ import { renderResilienceMarkdown, runResilienceBench } from "./resilience.js";
 import { renderCrdtMarkdown, runCrdtBench } from "./crdt.js";
 import { renderStateMarkdown, runStateBench } from "./state.js";
 import { renderEventsMarkdown, runEventsBench } from "./events.js";
+import { renderGatewayMarkdown, runGatewayBench } from "./gateway.js";
 import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
 import { renderTelemetryMarkdown, runTelemetryBench } from "./telemetry.js";
 
@@ -15,6 +16,7 @@ suites:
   state       StrongKV get/put/compare-and-set through Strata vs the raw NATS KV and PostgreSQL clients
   events      publish and delivery through Strata vs raw JetStream (R1, R3); embedded log; consumers
   telemetry   call throughput with tracing off, at 1% and 100% sampling, and with metrics on
+  gateway     HTTP requests through the gateway (JWT, Cedar, rate limit, call) vs plain fastify
 
 options:
   --quick   fewer calls (a smoke run; results are not written)
@@ -37,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return suite === undefined && parsed.values.help !== true ? 2 : 0;
   }
-  if (!["rpc", "resilience", "state", "events", "telemetry"].includes(suite)) {
+  if (!["rpc", "resilience", "state", "events", "telemetry", "gateway"].includes(suite)) {
     console.error(`bench: unknown suite "${suite}"\n${USAGE}`);
     return 2;
   }
@@ -67,6 +69,19 @@ async function main(argv: string[]): Promise<number> {
         markdown,
       });
       console.log("wrote bench/results/events.json and docs/BENCHMARKS.md");
+    }
+    return 0;
+  }
+  if (suite === "gateway") {
+    const results = await runGatewayBench({ quick, log: (line) => console.log(line) });
+    for (const [name, value] of Object.entries(results.ratios)) console.log(`${name}: ${value}x`);
+    if (!quick) {
+      const command = "npm run bench -- gateway";
+      await publishSection("gateway", "Gateway", results, renderGatewayMarkdown(results, command), {
+        json: `${root}bench/results/gateway.json`,
+        markdown,
+      });
+      console.log("wrote bench/results/gateway.json and docs/BENCHMARKS.md");
     }
     return 0;
   }

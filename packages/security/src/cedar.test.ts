@@ -102,6 +102,16 @@ describe("Cedar authorization", () => {
     expect((await ask(a, nurse, "records.get", { patientId: "p-9" })).allowed).toBe(false);
   });
 
+  it("keeps each authorizer's policies its own within one process", async () => {
+    const open = await authorizer({ policies: "permit (principal, action, resource);" });
+    const closed = await authorizer({ policies: "" });
+    expect((await ask(open, undefined, "catalog.list")).allowed).toBe(true);
+    expect((await ask(closed, undefined, "catalog.list")).allowed).toBe(false);
+    await open.reload();
+    expect((await ask(closed, undefined, "catalog.list")).allowed).toBe(false);
+    expect((await ask(open, undefined, "catalog.list")).allowed).toBe(true);
+  });
+
   it("with no policies at all, denies everything", async () => {
     const a = await authorizer({ policies: "" });
     expect((await ask(a, nurse, "catalog.list")).allowed).toBe(false);

@@ -55,6 +55,9 @@ interface Loaded {
 
 type CedarValue = cedar.CedarValueJson;
 
+/** Authorizers created in this process (their preparsed policy sets share one table). */
+let instances = 0;
+
 /**
  * Authorization with Cedar policies, asked for every call. The request is:
  * - principal `User::"<sub>"` (claims as attributes, `roles`/`groups` claims as `Role` parents),
@@ -75,6 +78,7 @@ export async function createCedarAuthorizer(
   const logger = options.logger ?? silentLogger;
   const clock = options.clock ?? systemClock();
   let version = 0;
+  const instance = ++instances;
   let current: Loaded | undefined;
   let allowed = 0;
   let denied = 0;
@@ -92,7 +96,9 @@ export async function createCedarAuthorizer(
       const fromFile = await readResources(join(dir, "resources.json"));
       resources = { ...fromFile, ...resources };
     }
-    const id = `strata-policies-${++version}`;
+    // cedar-wasm keeps preparsed sets in one table per process: the id must be unique across
+    // authorizers, or a second authorizer would replace the first one's policies.
+    const id = `strata-policies-${instance}-${++version}`;
     const answer = cedar.preparsePolicySet(id, { staticPolicies: parts });
     if (answer.type === "failure") {
       version--;

@@ -1,6 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { isStrataError, runOpenLoad, seededRandom, type StrataNode } from "@strata/core";
+import { runOpenLoad, seededRandom, type StrataNode } from "@strata/core";
+import { createGateway, route, type Gateway } from "@strata/gateway";
 import { createJwtVerifier, type JwtVerifier } from "@strata/security";
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from "jose";
 import { records } from "../services/records.js";
@@ -61,13 +62,52 @@ export async function startTestIssuer(): Promise<TestIssuer> {
   };
 }
 
+/** The demo's HTTP gateway in front of the records service, listening on loopback. */
+export interface RecordsGateway extends AsyncDisposable {
+  readonly gateway: Gateway;
+  /** Base URL, such as `http://127.0.0.1:41234`. */
+  readonly url: string;
+}
+
+/**
+ * Starts the HTTP gateway for patient records: `GET /v1/records/:recordId` → `records.get`,
+ * bearer tokens verified against the issuer's JWKS. Requests without a token pass on as
+ * anonymous so that the records nodes' Cedar policies (deny by default) decide, as they would
+ * for any caller; a token that is present must verify.
+ */
+export async function startGateway(node: StrataNode, issuer: TestIssuer): Promise<RecordsGateway> {
+  const gateway = createGateway({
+    node,
+    authenticate: issuer.verifier(),
+    routes: [
+      route({
+        method: "GET",
+        path: "/v1/records/:recordId",
+        contract: records,
+        action: "get",
+        auth: "optional",
+        summary: "Read a patient record (under policy)",
+      }),
+    ],
+    title: "Commerce records API",
+    version: "1.0.0",
+  });
+  try {
+    const url = await gateway.listen({ host: "127.0.0.1", port: 0 });
+    return { gateway, url, [Symbol.asyncDispose]: () => gateway.close() };
+  } catch (error) {
+    await gateway.close();
+    throw error;
+  }
+}
+
 /** What the records traffic found: each request's outcome against what the policies intend. */
 export interface EdgeReport {
   readonly requests: number;
   readonly allowed: number;
-  /** Refused at the gateway: the token did not verify, by reason. */
+  /** Refused at the gateway (401): the token did not verify, by reason. */
   readonly unauthenticated: Readonly<Record<string, number>>;
-  /** Refused by policy at the records service. */
+  /** Refused by policy (403) at the records service. */
   readonly denied: number;
   /** Outcomes other than the one the scenario expects: must be 0. */
   readonly unexpected: number;
@@ -81,10 +121,11 @@ type Scenario = {
 };
 
 /**
- * Users reach patient records through the gateway node: the gateway verifies each bearer token
- * and calls with the verified user as principal; the records nodes' Cedar policies decide. A mix
- * of nurses, patients reading their own and others' records, a sealed record, no token, an
- * expired token and a forged one.
+ * Users reach patient records over HTTP through the gateway: it verifies each bearer token and
+ * calls from `gateway` (a node) with the verified user as principal; the records nodes' Cedar
+ * policies decide. A mix of nurses, patients reading their own and others' records, a sealed
+ * record, no token, an expired token and a forged one. Outcomes are read from the HTTP status
+ * and the problem's `code` and `reason`.
  */
 export async function runRecordsTraffic(options: {
   readonly gateway: StrataNode;
@@ -93,8 +134,8 @@ export async function runRecordsTraffic(options: {
   readonly rate: number;
   readonly signal?: AbortSignal;
 }): Promise<EdgeReport> {
-  const { gateway, issuer } = options;
-  const verifier = issuer.verifier();
+  const { issuer } = options;
+  await using http = await startGateway(options.gateway, issuer);
   const random = seededRandom(21);
   const nurse = await issuer.token("nina", { roles: ["nurse"] });
   const patient = await issuer.token("paul", { patientId: "rec-1" });
@@ -141,27 +182,27 @@ export async function runRecordsTraffic(options: {
     call: async () => {
       const scenario = scenarios[Math.floor(random() * scenarios.length)] as Scenario;
       requests++;
-      let outcome: "allow" | "deny" | "unauthenticated";
       const token = scenario.token();
-      try {
-        const principal = token === undefined ? undefined : await verifier.verify(token);
-        await gateway
-          .client(records, principal === undefined ? {} : { principal })
-          .get({ recordId: scenario.recordId() });
+      const response = await fetch(
+        `${http.url}/v1/records/${encodeURIComponent(scenario.recordId())}`,
+        { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } },
+      );
+      const body = (await response.json()) as { code?: unknown; reason?: unknown };
+      let outcome: "allow" | "deny" | "unauthenticated";
+      if (response.status === 200) {
         outcome = "allow";
         allowed++;
-      } catch (error) {
-        if (isStrataError(error, "UNAUTHENTICATED")) {
-          outcome = "unauthenticated";
-          const reason =
-            typeof error.details.reason === "string" ? error.details.reason : "unknown";
-          unauthenticated[reason] = (unauthenticated[reason] ?? 0) + 1;
-        } else if (isStrataError(error, "PERMISSION_DENIED")) {
-          outcome = "deny";
-          denied++;
-        } else {
-          throw error;
-        }
+      } else if (response.status === 401 && body.code === "UNAUTHENTICATED") {
+        outcome = "unauthenticated";
+        const reason = typeof body.reason === "string" ? body.reason : "unknown";
+        unauthenticated[reason] = (unauthenticated[reason] ?? 0) + 1;
+      } else if (response.status === 403 && body.code === "PERMISSION_DENIED") {
+        outcome = "deny";
+        denied++;
+      } else {
+        throw new Error(
+          `records gateway answered HTTP ${response.status} (${String(body.code)}) for scenario "${scenario.name}"`,
+        );
       }
       if (outcome !== scenario.expect) unexpected++;
     },

@@ -40,6 +40,7 @@ import { fileURLToPath } from "node:url";
 import { createCedarAuthorizer, type CedarAuthorizer } from "@strata/security";
 import { seedCatalog, seedStock } from "../data/seed.js";
 import { recordsService } from "../services/records.js";
+import { startSecureLeg, type SecureLeg, type SecureLegReport } from "./secure-leg.js";
 import { runRecordsTraffic, startTestIssuer, type EdgeReport, type TestIssuer } from "./edge.js";
 import { catalog, catalogService } from "../services/catalog.js";
 import { cart, cartItems, cartService } from "../services/cart.js";
@@ -160,6 +161,8 @@ export interface DemoReport {
   };
   /** Users reach patient records through the gateway: tokens verified, Cedar policies enforced. */
   readonly security: EdgeReport & {
+    /** How the records leg ran: mutual TLS over NATS with signed envelopes, or in-process. */
+    readonly transport: SecureLegReport;
     /** Denials at the records node, by the policy's reason. */
     readonly deniedByReason: Readonly<Record<string, number>>;
   };
@@ -306,6 +309,9 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   const demoStarted = performance.now();
   let issuer: TestIssuer | undefined;
   let recordsAuthorizer: CedarAuthorizer | undefined;
+  let secureLeg: SecureLeg | undefined;
+  // Stopped before the secure leg's NATS server goes.
+  const secureNodes: StrataNode[] = [];
   const nodes: StrataNode[] = [];
   const eventsByNode: Events[] = [];
   const runners: SagaRunner[] = [];
@@ -404,17 +410,27 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       dir: fileURLToPath(new URL("../../policies", import.meta.url)),
       watch: false,
     });
+    // Records and the edge node that serves users talk over mutual TLS with signed call
+    // envelopes when a nats-server is at hand (see secure-leg.ts).
+    secureLeg = await startSecureLeg({ dir: join(dataDir, "secure"), log });
     const recordsNode = createNode({
       id: "records-1",
       region: "eu",
-      transport: network.transport(),
+      transport: secureLeg.records,
       services: [recordsService()],
       heartbeatIntervalMs: 250,
       authorizer: recordsAuthorizer,
     });
-    nodes.push(recordsNode);
+    const edgeNode = createNode({
+      id: "gateway-edge",
+      region: "eu",
+      transport: secureLeg.edge,
+      heartbeatIntervalMs: 250,
+    });
+    secureNodes.push(recordsNode, edgeNode);
     await recordsNode.start();
-    await gateway.waitForService("records", { timeoutMs: 5_000 });
+    await edgeNode.start();
+    await edgeNode.waitForService("records", { timeoutMs: 10_000 });
     issuer = await startTestIssuer();
     for (const events of eventsByNode) {
       await events.startRelay();
@@ -598,7 +614,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     const orderRandom = seededRandom(11);
     let orderNumber = 0;
     const edgeLoad = runRecordsTraffic({
-      gateway,
+      gateway: edgeNode,
       issuer,
       durationMs,
       rate: 20,
@@ -755,7 +771,11 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         handover,
         sagas: ev.sagas,
       },
-      security: { ...edge, deniedByReason: recordsAuthorizer.stats().denials },
+      security: {
+        ...edge,
+        deniedByReason: recordsAuthorizer.stats().denials,
+        transport: secureLeg.report(),
+      },
       observability,
       verdicts: {
         noOversell: oversold === 0,
@@ -777,6 +797,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
             observability.slowestOrder.criticalPath[0]?.name === "orders/place"),
         // Every records request ended as its scenario intends: allowed, denied, or refused.
         policyEnforced: edge.unexpected === 0,
+        // Over mTLS every records call was signed by a workload the records node verified.
+        workloadsAuthenticated: workloadsAuthenticated(secureLeg.report()),
       },
     };
     if (options.json) out.write(`${JSON.stringify(result)}\n`);
@@ -786,6 +808,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await Promise.allSettled(runners.map((r) => r.close()));
     await Promise.allSettled(eventsByNode.map((e) => e.close()));
     await Promise.allSettled(nodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
+    await Promise.allSettled(secureNodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
+    await secureLeg?.[Symbol.asyncDispose]();
     await eventLog.close();
     await kv.close();
     await Promise.allSettled(metrics.map((m) => m.close()));
@@ -794,6 +818,13 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await tracing.shutdown();
     if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+/** Over mTLS, every records call carried an envelope the records node verified. */
+function workloadsAuthenticated(report: SecureLegReport): boolean {
+  return (
+    report.mode === "embedded" || (report.envelopesVerified > 0 && report.envelopesRefused === 0)
+  );
 }
 
 /**
@@ -1036,6 +1067,12 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
         .map(([reason, n]) => `${reason} ${n}`)
         .join("; ") || "none"
     }; outcomes other than intended: ${sec.unexpected}`,
+  );
+  const t = sec.transport;
+  log(
+    t.mode === "mtls"
+      ? `             records over mutual TLS (${t.tls ?? "?"}${t.postQuantum === true ? ", post-quantum" : ""}): ${t.envelopesVerified} signed calls verified, ${t.envelopesRefused} refused, ${t.renewals} certificate renewals`
+      : `             records in-process: ${t.note ?? ""}`,
   );
   const o = r.observability;
   log(
