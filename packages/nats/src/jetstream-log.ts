@@ -63,6 +63,9 @@ const MSG_ID = "Nats-Msg-Id";
 const PARTITIONS = "strata-partitions";
 const STREAM_NOT_FOUND = 10059;
 const WRONG_LAST_SEQUENCE = 10071;
+const NO_MESSAGE_FOUND = 10037;
+/** Reads of at most this many records go to the stream leader message by message. */
+const DIRECT_READ_MAX = 16;
 const NS = 1_000_000;
 
 /**
@@ -299,6 +302,35 @@ class NatsLog implements EventLog {
     const partition = checkPartition(options.partition, info.partitions);
     const start = Math.max(fromSeq, info.firstSeq);
     if (start > info.lastSeq) return [];
+    // A short tail (a replica catching up, a writer reading back what it just appended) is read
+    // message by message from the stream's leader: no consumer to create, and never a replica
+    // that has not stored the newest records yet.
+    if (info.lastSeq - start < DIRECT_READ_MAX) {
+      return this.whileSettling(`read ${stream}`, async () => {
+        const records: LogRecord[] = [];
+        const subject = this.subject(stream, partition);
+        for (let seq = start; seq <= info.lastSeq && records.length < limit; seq++) {
+          let m;
+          try {
+            m = await this.jsm.streams.getMessage(this.streamName(stream), { seq });
+          } catch (error) {
+            if (error instanceof JetStreamApiError && error.code === NO_MESSAGE_FOUND) continue;
+            throw error;
+          }
+          if (m === null || !subjectMatches(subject, m.subject)) continue;
+          records.push(
+            recordOf(stream, {
+              subject: m.subject,
+              seq: m.seq,
+              time: m.time.getTime(),
+              headers: m.header,
+              data: m.data,
+            }),
+          );
+        }
+        return records;
+      });
+    }
     // An ordered consumer's fetch waits for its expiry when nothing matches; knowing the
     // number of matching records first lets the read stop as soon as it has them all.
     return this.whileSettling(`read ${stream}`, async () => {
@@ -421,6 +453,13 @@ class NatsLog implements EventLog {
 }
 
 /** A stored message as a record; foreign messages (no Strata headers) still read sensibly. */
+/** Whether a record's subject is selected by a read's subject filter (`*` matches one token). */
+function subjectMatches(filter: string, subject: string): boolean {
+  if (!filter.endsWith(".*")) return filter === subject;
+  const prefix = filter.slice(0, -1);
+  return subject.startsWith(prefix) && !subject.slice(prefix.length).includes(".");
+}
+
 function recordOf(
   stream: string,
   m: { subject: string; seq: number; time: number; headers: MsgHdrs | undefined; data: Uint8Array },
