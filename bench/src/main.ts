@@ -5,6 +5,8 @@ import { renderCrdtMarkdown, runCrdtBench } from "./crdt.js";
 import { renderStateMarkdown, runStateBench } from "./state.js";
 import { renderEventsMarkdown, runEventsBench } from "./events.js";
 import { renderGatewayMarkdown, runGatewayBench } from "./gateway.js";
+import { renderMerkleMarkdown, runMerkleBench } from "./merkle.js";
+import { renderMtlsMarkdown, runMtlsBench } from "./mtls.js";
 import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
 import { renderTelemetryMarkdown, runTelemetryBench } from "./telemetry.js";
 
@@ -17,10 +19,107 @@ suites:
   events      publish and delivery through Strata vs raw JetStream (R1, R3); embedded log; consumers
   telemetry   call throughput with tracing off, at 1% and 100% sampling, and with metrics on
   gateway     HTTP requests through the gateway (JWT, Cedar, rate limit, call) vs plain fastify
+  merkle      Merkle proofs generated and verified, signed tree heads, frontier memory at 10^6
+  mtls        NATS calls in plaintext vs mutual TLS vs mutual TLS with signed call envelopes
 
 options:
   --quick   fewer calls (a smoke run; results are not written)
   --help    this text`;
+
+/** What a suite's run gives back: results for the JSON file, and its section of BENCHMARKS.md. */
+interface SectionRun {
+  readonly results: object;
+  readonly markdown: (command: string) => string;
+  /** Lines printed after the run (targets, ratios). */
+  readonly summary?: readonly string[];
+}
+
+type Log = (line: string) => void;
+
+const targetLines = (
+  targets: ReadonlyArray<{ name: string; value: number; target: string; met: boolean }>,
+  unit: string,
+): string[] =>
+  targets.map(
+    (t) => `${t.met ? "met   " : "MISSED"} ${t.name}: ${t.value}${unit} (goal ${t.target})`,
+  );
+
+/** Every suite but rpc (which writes its own, older, section): its title and how to run it. */
+const SECTIONS: Record<
+  string,
+  { readonly title: string; run(quick: boolean, log: Log): Promise<SectionRun> }
+> = {
+  state: {
+    title: "State",
+    async run(quick, log) {
+      const results = await runStateBench({ quick, log });
+      const crdt = await runCrdtBench({ quick, log });
+      return {
+        results: { ...results, crdt },
+        markdown: (command) =>
+          `${renderStateMarkdown(results, command)}\n${renderCrdtMarkdown(crdt)}`,
+      };
+    },
+  },
+  events: {
+    title: "Events",
+    async run(quick, log) {
+      const results = await runEventsBench({ quick, log });
+      return { results, markdown: (command) => renderEventsMarkdown(results, command) };
+    },
+  },
+  gateway: {
+    title: "Gateway",
+    async run(quick, log) {
+      const results = await runGatewayBench({ quick, log });
+      return {
+        results,
+        markdown: (command) => renderGatewayMarkdown(results, command),
+        summary: Object.entries(results.ratios).map(([name, value]) => `${name}: ${value}x`),
+      };
+    },
+  },
+  mtls: {
+    title: "Zero-trust transport",
+    async run(quick, log) {
+      const results = await runMtlsBench({ quick, log });
+      return {
+        results,
+        markdown: (command) => renderMtlsMarkdown(results, command),
+        summary: Object.entries(results.ratios).map(([name, value]) => `${name}: ${value}x`),
+      };
+    },
+  },
+  merkle: {
+    title: "Ledger: Merkle proofs and signed tree heads",
+    async run(quick, log) {
+      const results = await runMerkleBench({ quick, log });
+      return {
+        results,
+        markdown: (command) => renderMerkleMarkdown(results, command),
+        summary: targetLines(results.targets, ""),
+      };
+    },
+  },
+  telemetry: {
+    title: "Observability",
+    async run(quick, log) {
+      const results = await runTelemetryBench({ quick, log });
+      return {
+        results,
+        markdown: (command) => renderTelemetryMarkdown(results, command),
+        summary: targetLines(results.targets, "%"),
+      };
+    },
+  },
+  resilience: {
+    title: "Resilience",
+    async run(quick, log) {
+      const results = await runResilienceBench({ quick, log });
+      return { results, markdown: (command) => renderResilienceMarkdown(results, command) };
+    },
+  },
+};
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -39,81 +138,24 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return suite === undefined && parsed.values.help !== true ? 2 : 0;
   }
-  if (!["rpc", "resilience", "state", "events", "telemetry", "gateway"].includes(suite)) {
+  if (suite !== "rpc" && SECTIONS[suite] === undefined) {
     console.error(`bench: unknown suite "${suite}"\n${USAGE}`);
     return 2;
   }
   const quick = parsed.values.quick === true;
   const root = fileURLToPath(new URL("../../", import.meta.url));
   const markdown = `${root}docs/BENCHMARKS.md`;
-  if (suite === "state") {
-    const results = await runStateBench({ quick, log: (line) => console.log(line) });
-    const crdt = await runCrdtBench({ quick, log: (line) => console.log(line) });
+  const log = (line: string): void => console.log(line);
+  const section = SECTIONS[suite];
+  if (section !== undefined) {
+    const { results, markdown: text, summary } = await section.run(quick, log);
+    for (const line of summary ?? []) console.log(line);
     if (!quick) {
-      const command = "npm run bench -- state";
-      const markdown2 = renderStateMarkdown(results, command) + "\n" + renderCrdtMarkdown(crdt);
-      await publishSection("state", "State", { ...results, crdt }, markdown2, {
-        json: `${root}bench/results/state.json`,
+      await publishSection(suite, section.title, results, text(`npm run bench -- ${suite}`), {
+        json: `${root}bench/results/${suite}.json`,
         markdown,
       });
-      console.log("wrote bench/results/state.json and docs/BENCHMARKS.md");
-    }
-    return 0;
-  }
-  if (suite === "events") {
-    const results = await runEventsBench({ quick, log: (line) => console.log(line) });
-    if (!quick) {
-      const command = "npm run bench -- events";
-      await publishSection("events", "Events", results, renderEventsMarkdown(results, command), {
-        json: `${root}bench/results/events.json`,
-        markdown,
-      });
-      console.log("wrote bench/results/events.json and docs/BENCHMARKS.md");
-    }
-    return 0;
-  }
-  if (suite === "gateway") {
-    const results = await runGatewayBench({ quick, log: (line) => console.log(line) });
-    for (const [name, value] of Object.entries(results.ratios)) console.log(`${name}: ${value}x`);
-    if (!quick) {
-      const command = "npm run bench -- gateway";
-      await publishSection("gateway", "Gateway", results, renderGatewayMarkdown(results, command), {
-        json: `${root}bench/results/gateway.json`,
-        markdown,
-      });
-      console.log("wrote bench/results/gateway.json and docs/BENCHMARKS.md");
-    }
-    return 0;
-  }
-  if (suite === "telemetry") {
-    const results = await runTelemetryBench({ quick, log: (line) => console.log(line) });
-    for (const t of results.targets)
-      console.log(`${t.met ? "met   " : "MISSED"} ${t.name}: ${t.value}% (goal ${t.target})`);
-    if (!quick) {
-      const command = "npm run bench -- telemetry";
-      await publishSection(
-        "telemetry",
-        "Observability",
-        results,
-        renderTelemetryMarkdown(results, command),
-        { json: `${root}bench/results/telemetry.json`, markdown },
-      );
-      console.log("wrote bench/results/telemetry.json and docs/BENCHMARKS.md");
-    }
-    return 0;
-  }
-  if (suite === "resilience") {
-    const results = await runResilienceBench({ quick, log: (line) => console.log(line) });
-    if (!quick) {
-      const command = "npm run bench -- resilience";
-      await publishSection(
-        "resilience",
-        "Resilience",
-        results,
-        renderResilienceMarkdown(results, command),
-        { json: `${root}bench/results/resilience.json`, markdown },
-      );
-      console.log("wrote bench/results/resilience.json and docs/BENCHMARKS.md");
+      console.log(`wrote bench/results/${suite}.json and docs/BENCHMARKS.md`);
     }
     return 0;
   }
@@ -136,8 +178,7 @@ async function main(argv: string[]): Promise<number> {
     rounds: quick ? 1 : 3,
     log: (line) => console.log(line),
   });
-  for (const t of results.targets)
-    console.log(`${t.met ? "met   " : "MISSED"} ${t.name}: ${t.value}x (goal ${t.target})`);
+  for (const line of targetLines(results.targets, "x")) console.log(line);
   if (!quick) {
     await publishRpc(
       results,

@@ -57,6 +57,37 @@ export interface RpcOptions {
 }
 
 /**
+ * The run shape of the suites that compare set-ups of one NATS call (telemetry, mtls): 10 000,
+ * 60 000 and 100 000 calls at concurrency 1, 16 and 128, three alternating rounds.
+ */
+export function natsSetupOptions(quick: boolean, log: (line: string) => void): RpcOptions {
+  return {
+    concurrencies: [1, 16, 128],
+    calls: (c) => {
+      const base = c === 1 ? 10_000 : c === 16 ? 60_000 : 100_000;
+      return quick ? Math.max(1_000, Math.floor(base / 20)) : base;
+    },
+    warmupCalls: quick ? 500 : 10_000,
+    rounds: quick ? 1 : 3,
+    log,
+  };
+}
+
+/**
+ * Each row's throughput over the `base` peer's at the same concurrency, keyed `peer@concurrency`
+ * and rounded to three decimals (the base peer itself is left out).
+ */
+export function ratiosAgainst(rows: readonly RpcRow[], base: string): Record<string, number> {
+  const ratios: Record<string, number> = {};
+  for (const row of rows) {
+    const reference = rows.find((r) => r.peer === base && r.concurrency === row.concurrency);
+    if (reference === undefined || row.peer === base || reference.rps === 0) continue;
+    ratios[`${row.peer}@${row.concurrency}`] = Math.round((row.rps / reference.rps) * 1000) / 1000;
+  }
+  return ratios;
+}
+
+/**
  * Measures a group of peers that share an engine: every peer stays connected, and the peers take
  * turns, round after round, so drift in the machine's load lands on all of them alike. Each row
  * reports the median round (by throughput) of its peer and concurrency.

@@ -5,7 +5,7 @@ import { startMetrics, startTracing, type Metrics, type Tracing } from "@strata/
 import { startNatsCluster } from "@strata/test-harness";
 import type { NodeTelemetryOptions } from "@strata/core";
 import { strataNats } from "./peers/strata-rpc.js";
-import { measureGroup, type RpcResults } from "./rpc.js";
+import { measureGroup, natsSetupOptions, ratiosAgainst, type RpcResults } from "./rpc.js";
 
 /** What `npm run bench -- telemetry` writes to bench/results/telemetry.json. */
 export interface TelemetryResults extends Pick<
@@ -74,23 +74,9 @@ export async function runTelemetryBench(options: {
         name,
         make: async () => strataNats(cluster.url, "default", await setups[name](), `tel${i}`),
       })),
-      {
-        concurrencies: [1, 16, 128],
-        calls: (c) => {
-          const base = c === 1 ? 10_000 : c === 16 ? 60_000 : 100_000;
-          return quick ? Math.max(1_000, Math.floor(base / 20)) : base;
-        },
-        warmupCalls: quick ? 500 : 10_000,
-        rounds: quick ? 1 : 3,
-        log,
-      },
+      natsSetupOptions(quick, log),
     );
-    const ratios: Record<string, number> = {};
-    for (const row of rows) {
-      const base = rows.find((r) => r.peer === BASE && r.concurrency === row.concurrency);
-      if (base === undefined || row.peer === BASE || base.rps === 0) continue;
-      ratios[`${row.peer}@${row.concurrency}`] = Math.round((row.rps / base.rps) * 1000) / 1000;
-    }
+    const ratios = ratiosAgainst(rows, BASE);
     const worst = (setup: string): number =>
       Math.min(...[16, 128].map((c) => ratios[`${setup}@${c}`] ?? 0));
     const cost = (setup: string): number => Math.round((1 - worst(setup)) * 1000) / 10;

@@ -6,6 +6,7 @@ import { CALL_HELP, callCommand } from "./commands/call.js";
 import { DEMO_HELP, demoCommand } from "./commands/demo.js";
 import { DEV_HELP, devCommand } from "./commands/dev.js";
 import { FAULT_HELP, faultCommand } from "./commands/fault.js";
+import { LEDGER_HELP, ledgerCommand } from "./commands/ledger.js";
 import { NODES_HELP, nodesCommand } from "./commands/nodes.js";
 import { POLICY_HELP, policyCommand } from "./commands/policy.js";
 import { TOP_HELP, topCommand } from "./commands/top.js";
@@ -25,6 +26,7 @@ commands:
   check    check a history: strata check linearizable <history>
   policy   test Cedar policies: strata policy test <dir>
   ca       the workload-identity CA: strata ca init | issue
+  ledger   verify Merkle proofs: strata ledger verify-inclusion | verify-consistency
 
 Run \`strata <command> --help\` for a command's options.`;
 
@@ -41,6 +43,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   check: { run: runCheckCommand, help: CHECK_HELP },
   policy: { run: policyCommand, help: POLICY_HELP },
   ca: { run: caCommand, help: CA_HELP },
+  ledger: { run: ledgerCommand, help: LEDGER_HELP },
 };
 
 /**

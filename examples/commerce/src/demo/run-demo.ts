@@ -48,7 +48,9 @@ import { inventory, inventoryService, seedInventory } from "../services/inventor
 import { checkoutSaga, sagaCheckout } from "../services/checkout.js";
 import { isAuditPoison, startOrderConsumers } from "../services/order-consumers.js";
 import { orders, ordersService, type Order } from "../services/orders.js";
-import { paymentsService } from "../services/payments.js";
+import { openPaymentAccounts, paymentsService } from "../services/payments.js";
+import { openLedger, type Ledger } from "@strata/ledger";
+import { checkLedger, type LedgerReport } from "./ledger-check.js";
 
 /** Options for {@link runDemo}. */
 export interface DemoOptions {
@@ -160,6 +162,8 @@ export interface DemoReport {
     };
   };
   /** Users reach patient records through the gateway: tokens verified, Cedar policies enforced. */
+  /** The payments ledger, audited and proven against its signed head at the end. */
+  readonly ledger: LedgerReport;
   readonly security: EdgeReport & {
     /** How the records leg ran: mutual TLS over NATS with signed envelopes, or in-process. */
     readonly transport: SecureLegReport;
@@ -316,6 +320,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   const eventsByNode: Events[] = [];
   const runners: SagaRunner[] = [];
   const consumers: Array<{ subscriptions: Subscription[]; sales: Projection }> = [];
+  const ledgers: Ledger[] = [];
   try {
     await seedInventory(kv, initialStock);
     const network = createEmbeddedNetwork();
@@ -359,7 +364,13 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         rebalanceMs: 200,
       });
       eventsByNode.push(events);
-      node.serve(paymentsService(kv));
+      // Payments post to a double-entry ledger. The embedded nodes share this process and its
+      // log, so they share one replica (one writer, no conditional appends lost to each other);
+      // clustered nodes each open their own over JetStream.
+      if (ledgers.length === 0) {
+        ledgers.push(await openLedger({ log: eventLog, stream: "payments-ledger" }));
+      }
+      node.serve(paymentsService(kv, { ledger: ledgers[0] as Ledger }));
       // Checkout is a saga: any node's runner resumes one whose node died.
       const sagas = createSagaRunner({ kv, owner: id, leaseMs: 2_000, scanIntervalMs: 500 });
       const saga = checkoutSaga(node, events);
@@ -397,6 +408,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       },
     });
     nodes.push(gatewayUs);
+    // Every customer starts with EUR 6,000; orders beyond that are declined for lack of funds.
+    await openPaymentAccounts(ledgers[0] as Ledger, 600_000n);
     await Promise.all(nodes.map((n) => n.start()));
     await gateway.waitForService("cart", { timeoutMs: 5_000 });
     await gatewayUs.waitForService("cart", { timeoutMs: 5_000 });
@@ -690,6 +703,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         conserved = false;
     }
     const ev = await checkEvents(eventsByNode[0] as Events, consumers[0]?.sales as Projection);
+    const ledgerReport = await checkLedger(ledgers, eventLog, seededRandom(3));
     const observability = summarizeTelemetry(
       nodes.slice(0, 3),
       collector,
@@ -771,6 +785,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         handover,
         sagas: ev.sagas,
       },
+      ledger: ledgerReport,
       security: {
         ...edge,
         deniedByReason: recordsAuthorizer.stats().denials,
@@ -797,6 +812,13 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
             observability.slowestOrder.criticalPath[0]?.name === "orders/place"),
         // Every records request ended as its scenario intends: allowed, denied, or refused.
         policyEnforced: edge.unexpected === 0,
+        // The ledger re-derived from storage matches its signed head, money is conserved, and
+        // sampled entries prove their inclusion.
+        ledgerVerified:
+          ledgerReport.audited &&
+          ledgerReport.conserved &&
+          ledgerReport.head.signed &&
+          ledgerReport.proofs.verified === ledgerReport.proofs.sampled,
         // Over mTLS every records call was signed by a workload the records node verified.
         workloadsAuthenticated: workloadsAuthenticated(secureLeg.report()),
       },
@@ -810,6 +832,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await Promise.allSettled(nodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
     await Promise.allSettled(secureNodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
     await secureLeg?.[Symbol.asyncDispose]();
+    await Promise.allSettled(ledgers.map((l) => l.close()));
     await eventLog.close();
     await kv.close();
     await Promise.allSettled(metrics.map((m) => m.close()));
@@ -1052,6 +1075,17 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
       (e.handover === null
         ? ""
         : `; ${e.handover.node} left the consumer groups at ${e.handover.atSecond}s`),
+  );
+  const l = r.ledger;
+  log(
+    `ledger       ${l.entries} entries, ${l.transfers} transfers, ${l.insufficientFunds} refused for insufficient funds; money ${l.conserved ? "conserved" : "NOT conserved"} (${Object.entries(
+      l.totals,
+    )
+      .map(([c, t]) => `${c} ${t}`)
+      .join(", ")})`,
+  );
+  log(
+    `             signed head (Ed25519 + ML-DSA-65) of ${l.head.size} entries, root ${l.head.root.slice(0, 16)}…; audit ${l.audited ? "ok" : `FAILED at entry ${l.firstTampered ?? "?"}`}; ${l.proofs.verified}/${l.proofs.sampled} inclusion proofs verified`,
   );
   const sec = r.security;
   const refused = Object.entries(sec.unauthenticated);

@@ -492,6 +492,19 @@ describe("events", () => {
     expect(seen).toEqual(["o-1", "o-2"]);
   });
 
+  it("closes relays that wait for the lock as the holder releases it", async () => {
+    const f = await fixture();
+    for (let round = 0; round < 10; round++) {
+      const relays = [f.events(), f.events(), f.events()];
+      for (const e of relays) await e.startRelay();
+      // The holder releases the lock on its way out, and a waiter may win it just as its own
+      // close begins: every close must still finish (one relay used to flush forever).
+      const closed = Promise.all(relays.map((e) => e.close()));
+      const timeout = new Promise<"hung">((resolve) => setTimeout(() => resolve("hung"), 5_000));
+      expect(await Promise.race([closed.then(() => "closed" as const), timeout])).toBe("closed");
+    }
+  });
+
   it("keeps no listener per relay wait (a long-running relay leaks nothing)", async () => {
     const f = await fixture();
     const events = f.events();

@@ -705,6 +705,9 @@ export function createEvents(options: EventsOptions): Events {
           const stop = (): void => watch.abort();
           signal.addEventListener("abort", stop, { once: true });
           lock.signal.addEventListener("abort", stop, { once: true });
+          // A listener added to a signal that has already aborted never runs: the relay may win
+          // the lock just as the events close (the holder released it on its way out).
+          if (signal.aborted || lock.signal.aborted) stop();
           let wake: (() => void) | undefined;
           const watching = (async () => {
             try {
