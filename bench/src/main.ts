@@ -5,6 +5,7 @@ import { renderCrdtMarkdown, runCrdtBench } from "./crdt.js";
 import { renderStateMarkdown, runStateBench } from "./state.js";
 import { renderEventsMarkdown, runEventsBench } from "./events.js";
 import { renderGatewayMarkdown, runGatewayBench } from "./gateway.js";
+import { renderLedgerMarkdown, runLedgerBench } from "./ledger.js";
 import { renderMerkleMarkdown, runMerkleBench } from "./merkle.js";
 import { renderMtlsMarkdown, runMtlsBench } from "./mtls.js";
 import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
@@ -19,6 +20,7 @@ suites:
   events      publish and delivery through Strata vs raw JetStream (R1, R3); embedded log; consumers
   telemetry   call throughput with tracing off, at 1% and 100% sampling, and with metrics on
   gateway     HTTP requests through the gateway (JWT, Cedar, rate limit, call) vs plain fastify
+  ledger      transfers/s (single, concurrent, batched) vs raw appends: embedded, NATS R1 and R3
   merkle      Merkle proofs generated and verified, signed tree heads, frontier memory at 10^6
   mtls        NATS calls in plaintext vs mutual TLS vs mutual TLS with signed call envelopes
 
@@ -86,6 +88,17 @@ const SECTIONS: Record<
       return {
         results,
         markdown: (command) => renderMtlsMarkdown(results, command),
+        summary: Object.entries(results.ratios).map(([name, value]) => `${name}: ${value}x`),
+      };
+    },
+  },
+  ledger: {
+    title: "Ledger: transfers",
+    async run(quick, log) {
+      const results = await runLedgerBench({ quick, log });
+      return {
+        results,
+        markdown: (command) => renderLedgerMarkdown(results, command),
         summary: Object.entries(results.ratios).map(([name, value]) => `${name}: ${value}x`),
       };
     },

@@ -82,10 +82,14 @@ export class ConcurrencyLimit {
 
   /**
    * Ends a call admitted by {@link tryAcquire}; `overloaded` marks failures caused by load, `kind`
-   * names the action (latency floors are kept per kind; at most 1 000 kinds).
+   * names the action (latency floors are kept per kind; at most 1 000 kinds). With `sample`
+   * false the call frees its slot but its latency is not measured: a call that failed fast (a
+   * declined card, a missing record) says nothing about queueing, and as an action's latency
+   * floor it would make every successful call of that action look overloaded.
    */
-  release(latencyMs: number, overloaded: boolean, kind = ""): void {
+  release(latencyMs: number, overloaded: boolean, kind = "", sample = true): void {
     this.inFlight--;
+    if (!sample && !overloaded) return;
     const options = this.options;
     switch (options.type) {
       case "fixed":

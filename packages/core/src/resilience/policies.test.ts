@@ -218,6 +218,35 @@ describe("ConcurrencyLimit", () => {
     expect(limit.limit).toBeLessThan(before);
   });
 
+  it("gradient does not measure calls that failed fast: a decline is not the action's floor", () => {
+    const limit = new ConcurrencyLimit(manualClock(), {
+      type: "gradient",
+      initial: 50,
+      min: 1,
+      max: 200,
+    });
+    // Charges take 40 ms when they succeed; one in five is declined at once (1 ms).
+    for (let i = 0; i < 300; i++) {
+      limit.tryAcquire();
+      const declined = i % 5 === 0;
+      limit.release(declined ? 1 : 40, false, "payments/charge", !declined);
+    }
+    expect(limit.limit).toBeGreaterThanOrEqual(50);
+    expect(limit.active).toBe(0);
+    // Measured, the declines would have set a 1 ms floor and collapsed the limit.
+    const measured = new ConcurrencyLimit(manualClock(), {
+      type: "gradient",
+      initial: 50,
+      min: 1,
+      max: 200,
+    });
+    for (let i = 0; i < 300; i++) {
+      measured.tryAcquire();
+      measured.release(i % 5 === 0 ? 1 : 40, false, "payments/charge");
+    }
+    expect(measured.limit).toBeLessThan(10);
+  });
+
   it("gradient keeps a floor per action: slow durable writes beside fast reads are not queueing", () => {
     const limit = new ConcurrencyLimit(manualClock(), {
       type: "gradient",

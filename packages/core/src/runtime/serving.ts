@@ -383,7 +383,7 @@ export class Serving {
         if (call.span !== undefined && call.series !== undefined) {
           this.host.telemetry.endServer(call.span, call.series, "CANCELLED", 0);
         }
-        if (call.limited) this.limit?.release(0, false);
+        if (call.limited) this.limit?.release(0, false, "", false);
         this.local.delete(call);
         return;
     }
@@ -612,7 +612,8 @@ export class Serving {
         reply !== undefined &&
         !reply.ok &&
         (reply.error.code === "DEADLINE_EXCEEDED" || reply.error.code === "RESOURCE_EXHAUSTED");
-      this.limit?.release(ms, overloaded, call.series?.spanName);
+      const sample = reply === undefined || reply.ok;
+      this.limit?.release(ms, overloaded, call.series?.spanName, sample);
     }
     // Per-caller maps stay (one per calling node) and are dropped when that node leaves.
     if (call.remote) this.remote.get(call.request.from)?.delete(call.request.id);
