@@ -161,4 +161,54 @@ describe("ledger on a replicated log", () => {
     for (const key of acknowledged) expect(history.get(key), key).toBe(1);
     await Promise.all([...writers, reader].map((w) => w.close()));
   }, 150_000);
+
+  it("refuses writes while the quorum is lost and keeps answering stale reads, marked stale", async () => {
+    const stream = "quorum";
+    const writer = await replica(stream);
+    await writer.openAccount({ id: "mint", currency: "EUR", lowerBound: null });
+    await writer.openAccount({ id: "a", currency: "EUR" });
+    await writer.transfer({ key: "q-1", debit: "mint", credit: "a", amount: 5n, currency: "EUR" });
+    const root = writer.root();
+    // Two of three servers stop answering: the stream has no quorum.
+    const [s0, s1] = cluster.servers;
+    s0?.pause();
+    s1?.pause();
+    try {
+      const refused = await writer
+        .transfer({ key: "q-2", debit: "mint", credit: "a", amount: 5n, currency: "EUR" })
+        .catch((e: unknown) => e);
+      expect(
+        isStrataError(refused, "UNAVAILABLE") || isStrataError(refused, "DEADLINE_EXCEEDED"),
+      ).toBe(true);
+      const fresh = await writer.balance("a").catch((e: unknown) => e);
+      expect(isStrataError(fresh, "UNAVAILABLE")).toBe(true);
+      const stale = await writer.balance("a", { consistency: "stale" });
+      expect(stale).toMatchObject({ balance: 5n, stale: true });
+      expect(stale.stalenessMs).toBeGreaterThan(0);
+    } finally {
+      s0?.resume();
+      s1?.resume();
+    }
+    // The quorum back, the write that was refused is posted again with its key: once.
+    await waitFor(
+      async () => {
+        try {
+          await writer.transfer({
+            key: "q-2",
+            debit: "mint",
+            credit: "a",
+            amount: 5n,
+            currency: "EUR",
+          });
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    expect((await writer.balance("a")).balance).toBe(10n);
+    expect(writer.root()).not.toBe(root);
+    await writer.close();
+  }, 90_000);
 });
