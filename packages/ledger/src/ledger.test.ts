@@ -417,6 +417,34 @@ describe("ledger", () => {
     ]);
   });
 
+  it("signs heads on a timer while the tree grows", async () => {
+    const { log } = await freshLog();
+    const { publicKeys, privateKeys } = generateSthKeys();
+    const ledger = await openLedger({
+      log,
+      heads: { signer: createSthSigner(privateKeys), everyMs: 20 },
+    });
+    closers.push(() => ledger.close());
+    await shop(ledger);
+    await waitUntil(() => ledger.lastHead?.size === ledger.tree.size());
+    const signed = (await ledger.heads()).length;
+    // Nothing new: no new head.
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await ledger.heads()).length).toBe(signed);
+    await ledger.transfer({
+      key: "h1",
+      debit: "alice",
+      credit: "shop",
+      amount: 1n,
+      currency: "EUR",
+    });
+    await waitUntil(() => ledger.lastHead?.size === ledger.tree.size());
+    expect((await auditLedger(log, { publicKeys })).heads).toMatchObject({ invalid: [] });
+    await expect(
+      openLedger({ log, heads: { signer: createSthSigner(privateKeys), everyMs: 0 } }),
+    ).rejects.toThrow(/everyMs/);
+  });
+
   it("audit names the first entry whose stored bytes were changed", async () => {
     const { log } = await freshLog();
     const ledger = await ledgerOn(log);
@@ -487,4 +515,9 @@ function tamperedLog(
         : value;
     },
   });
+}
+
+async function waitUntil(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 300 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(done()).toBe(true);
 }

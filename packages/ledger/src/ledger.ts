@@ -8,6 +8,7 @@ import {
   type EventLog,
   type LogRecord,
   type Logger,
+  type Timer,
 } from "@strata/core";
 import { toHex } from "./encoding.js";
 import {
@@ -49,6 +50,11 @@ export interface LedgerOptions {
   readonly maxAttempts?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /**
+   * Signs a tree head every `everyMs` (default 1 000) while the tree grows, and stores it with
+   * the ledger's heads: auditors then hold recent heads without asking for them.
+   */
+  readonly heads?: { readonly signer: SthSigner; readonly everyMs?: number };
 }
 
 /** A transfer as a caller posts it. */
@@ -166,6 +172,8 @@ export interface Ledger extends AsyncDisposable {
   signHead(signer: SthSigner): Promise<SignedTreeHead>;
   /** Heads stored so far, oldest first. */
   heads(): Promise<SignedTreeHead[]>;
+  /** The last head this replica signed (by {@link signHead} or the `heads` timer). */
+  readonly lastHead: SignedTreeHead | undefined;
   /** An inclusion proof of entry `index` in the tree of `size` entries (default: all applied). */
   proveInclusion(index: number, size?: number): InclusionProof;
   /** A consistency proof between the trees of `size1` and `size2` entries. */
@@ -550,6 +558,9 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
 
   await catchUp();
   const headsStream = `${stream}-heads`;
+  let lastHead: SignedTreeHead | undefined;
+  let headTimer: Timer | undefined;
+  let headsRunning: Promise<void> = Promise.resolve();
   await log.ensureStream({
     name: headsStream,
     partitions: 1,
@@ -683,6 +694,9 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
       const found = keys.get(key);
       return found === undefined ? undefined : { index: found.index };
     },
+    get lastHead() {
+      return lastHead;
+    },
     async signHead(signer) {
       checkOpen();
       await catchUp();
@@ -695,6 +709,7 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
         key: headsStream,
         payload: new TextEncoder().encode(JSON.stringify(json)),
       });
+      lastHead = head;
       return head;
     },
     async heads() {
@@ -738,12 +753,37 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
     async close() {
       if (closed) return;
       closed = true;
+      headTimer?.clear();
+      await headsRunning;
       await writing;
       await catching;
       logger.debug({ stream, entries: tree.size() }, "ledger closed");
     },
     [Symbol.asyncDispose]: () => ledger.close(),
   };
+  if (options.heads !== undefined) {
+    const { signer } = options.heads;
+    const everyMs = options.heads.everyMs ?? 1_000;
+    if (!(Number.isFinite(everyMs) && everyMs >= 10)) {
+      throw new StrataError("INVALID_ARGUMENT", "heads.everyMs must be at least 10");
+    }
+    const tick = (): void => {
+      if (closed) return;
+      headsRunning = (async () => {
+        try {
+          await catchUp();
+          if (lastHead === undefined || lastHead.size < tree.size()) await ledger.signHead(signer);
+        } catch (error) {
+          // A head is retried on the next tick; the log being unreachable is logged, not thrown.
+          logger.warn({ stream, err: error }, "could not sign a tree head");
+        }
+      })();
+      void headsRunning.then(() => {
+        if (!closed) headTimer = clock.setTimer(tick, everyMs);
+      });
+    };
+    headTimer = clock.setTimer(tick, everyMs);
+  }
   return ledger;
 }
 

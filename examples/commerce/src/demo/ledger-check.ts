@@ -1,13 +1,37 @@
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { EventLog } from "@strata/core";
 import {
   auditLedger,
   createSthSigner,
+  exportSthPrivateKeys,
+  exportSthPublicKeys,
   generateSthKeys,
+  importSthPrivateKeys,
   toHex,
   verifyInclusion,
   verifyTreeHead,
   type Ledger,
 } from "@strata/ledger";
+
+/**
+ * The demo's tree-head keys, kept in `dir` so that a run over a kept data folder (`--data`) signs
+ * with the keys its earlier heads were signed with; the private half is readable by its owner only.
+ */
+export async function loadSthKeys(dir: string): Promise<ReturnType<typeof generateSthKeys>> {
+  const privateFile = join(dir, "sth-private.json");
+  try {
+    const privateKeys = importSthPrivateKeys(await readFile(privateFile, "utf8"));
+    return { privateKeys, publicKeys: privateKeys.publicKeys };
+  } catch (error) {
+    if (!(error instanceof Error && "code" in error && error.code === "ENOENT")) throw error;
+  }
+  const keys = generateSthKeys();
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(privateFile, exportSthPrivateKeys(keys.privateKeys), { mode: 0o600, flag: "wx" });
+  await writeFile(join(dir, "sth-public.json"), exportSthPublicKeys(keys.publicKeys));
+  return keys;
+}
 
 /** What the demo found when it checked the payments ledger at the end. */
 export interface LedgerReport {
@@ -15,6 +39,8 @@ export interface LedgerReport {
   readonly transfers: number;
   /** Postings refused because a customer's balance would have gone below zero. */
   readonly insufficientFunds: number;
+  /** Heads signed during the run (every second while payments posted), all checked by the audit. */
+  readonly headsSigned: number;
   /** The final signed tree head (Ed25519 + ML-DSA-65). */
   readonly head: { readonly size: number; readonly root: string; readonly signed: boolean };
   /** Inclusion proofs of sampled entries verified against the signed head's root. */
@@ -34,10 +60,11 @@ export interface LedgerReport {
 export async function checkLedger(
   ledgers: readonly Ledger[],
   log: EventLog,
+  keys: ReturnType<typeof generateSthKeys>,
   random: () => number,
 ): Promise<LedgerReport> {
   const ledger = ledgers[0] as Ledger;
-  const { publicKeys, privateKeys } = generateSthKeys();
+  const { publicKeys, privateKeys } = keys;
   const head = await ledger.signHead(createSthSigner(privateKeys));
   const audit = await auditLedger(log, { stream: ledger.stream, publicKeys });
   const sampled = Math.min(20, head.size);
@@ -57,6 +84,7 @@ export async function checkLedger(
   await ledger.sync();
   return {
     entries: audit.entries,
+    headsSigned: audit.heads.checked,
     transfers: ledger.stats().transfers,
     insufficientFunds: ledgers.reduce(
       (n, l) => n + (l.stats().refused["insufficient-funds"] ?? 0),
@@ -64,7 +92,7 @@ export async function checkLedger(
     ),
     head: { size: head.size, root: toHex(head.root), signed: verifyTreeHead(head, publicKeys) },
     proofs: { sampled, verified },
-    audited: audit.ok,
+    audited: audit.ok && audit.heads.checked > 0,
     firstTampered: audit.firstTampered?.index ?? null,
     totals: audit.totals,
     conserved: audit.conserved,

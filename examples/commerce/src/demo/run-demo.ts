@@ -49,8 +49,8 @@ import { checkoutSaga, sagaCheckout } from "../services/checkout.js";
 import { isAuditPoison, startOrderConsumers } from "../services/order-consumers.js";
 import { orders, ordersService, type Order } from "../services/orders.js";
 import { openPaymentAccounts, paymentsService } from "../services/payments.js";
-import { openLedger, type Ledger } from "@strata/ledger";
-import { checkLedger, type LedgerReport } from "./ledger-check.js";
+import { createSthSigner, openLedger, type Ledger } from "@strata/ledger";
+import { checkLedger, loadSthKeys, type LedgerReport } from "./ledger-check.js";
 
 /** Options for {@link runDemo}. */
 export interface DemoOptions {
@@ -321,6 +321,9 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   const runners: SagaRunner[] = [];
   const consumers: Array<{ subscriptions: Subscription[]; sales: Projection }> = [];
   const ledgers: Ledger[] = [];
+  // The ledger's tree heads are signed with the demo's keys (Ed25519 + ML-DSA-65), kept with
+  // its data (strata ledger audit --public-keys <data>/ledger-keys/sth-public.json).
+  const sthKeys = await loadSthKeys(join(dataDir, "ledger-keys"));
   try {
     await seedInventory(kv, initialStock);
     const network = createEmbeddedNetwork();
@@ -368,7 +371,13 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       // log, so they share one replica (one writer, no conditional appends lost to each other);
       // clustered nodes each open their own over JetStream.
       if (ledgers.length === 0) {
-        ledgers.push(await openLedger({ log: eventLog, stream: "payments-ledger" }));
+        ledgers.push(
+          await openLedger({
+            log: eventLog,
+            stream: "payments-ledger",
+            heads: { signer: createSthSigner(sthKeys.privateKeys), everyMs: 1_000 },
+          }),
+        );
       }
       node.serve(paymentsService(kv, { ledger: ledgers[0] as Ledger }));
       // Checkout is a saga: any node's runner resumes one whose node died.
@@ -703,7 +712,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         conserved = false;
     }
     const ev = await checkEvents(eventsByNode[0] as Events, consumers[0]?.sales as Projection);
-    const ledgerReport = await checkLedger(ledgers, eventLog, seededRandom(3));
+    const ledgerReport = await checkLedger(ledgers, eventLog, sthKeys, seededRandom(3));
     const observability = summarizeTelemetry(
       nodes.slice(0, 3),
       collector,
@@ -1085,7 +1094,7 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
       .join(", ")})`,
   );
   log(
-    `             signed head (Ed25519 + ML-DSA-65) of ${l.head.size} entries, root ${l.head.root.slice(0, 16)}…; audit ${l.audited ? "ok" : `FAILED at entry ${l.firstTampered ?? "?"}`}; ${l.proofs.verified}/${l.proofs.sampled} inclusion proofs verified`,
+    `             ${l.headsSigned} signed heads (Ed25519 + ML-DSA-65), the last of ${l.head.size} entries, root ${l.head.root.slice(0, 16)}…; audit ${l.audited ? "ok" : `FAILED at entry ${l.firstTampered ?? "?"}`}; ${l.proofs.verified}/${l.proofs.sampled} inclusion proofs verified`,
   );
   const sec = r.security;
   const refused = Object.entries(sec.unauthenticated);

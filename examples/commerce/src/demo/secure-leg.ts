@@ -1,6 +1,6 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createEmbeddedNetwork, type Transport } from "@strata/core";
+import { createEmbeddedNetwork, isStrataError, type Transport } from "@strata/core";
 import { createNatsTransport, type NatsTransportHandle } from "@strata/nats";
 import {
   CA_FILES,
@@ -75,7 +75,10 @@ export async function startSecureLeg(options: {
     };
   }
   const caDir = join(options.dir, "ca");
-  await initCa({ dir: caDir, trustDomain: TRUST_DOMAIN });
+  // A kept data folder (--data) keeps its CA: a second run issues from it again.
+  await initCa({ dir: caDir, trustDomain: TRUST_DOMAIN }).catch((error: unknown) => {
+    if (!isStrataError(error, "ALREADY_EXISTS")) throw error;
+  });
   const rootPem = await readFile(join(caDir, CA_FILES.rootCert), "utf8");
   const caBundle = `${rootPem}\n${await readFile(join(caDir, CA_FILES.intermediateCert), "utf8")}`;
   const files = {
