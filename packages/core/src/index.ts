@@ -77,7 +77,7 @@ export type { Lock, LockOptions } from "./state/lock.js";
 export * from "./state/crdt/index.js";
 export { compareHlc, createHlc, decodeHlc, encodeHlc } from "./ports/hlc.js";
 export type { Hlc, HybridClock } from "./ports/hlc.js";
-export { SLOTS, ShardedKv, slotOf } from "./state/sharded-kv.js";
+export { SLOTS, ShardedKv, prefixHashTag, slotOf } from "./state/sharded-kv.js";
 export type { ShardGroup, ShardMapSnapshot } from "./state/sharded-kv.js";
 export type { StateStore, UpdateOptions, Versioned } from "./state/store.js";
 export type { EmbeddedNetwork, EmbeddedNetworkOptions } from "./adapters/embedded/index.js";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { openEmbeddedKv, type EmbeddedKv } from "../adapters/embedded/embedded-kv.js";
-import { SLOTS, ShardedKv, slotOf } from "./sharded-kv.js";
+import { SLOTS, ShardedKv, prefixHashTag, slotOf } from "./sharded-kv.js";
 
 const dirs: string[] = [];
 async function store(sync = false): Promise<EmbeddedKv> {
@@ -136,6 +136,38 @@ describe("ShardedKv", () => {
     await expect(sharded.transaction({ writes: "x" } as never)).rejects.toMatchObject({
       code: "INVALID_ARGUMENT",
     });
+  });
+
+  it("puts keys that share a hash tag in one slot, so one transaction spans them", async () => {
+    const groups = await Promise.all(
+      ["a", "b", "c"].map(async (id) => ({ id, region: "eu", kv: await store() })),
+    );
+    const tag = prefixHashTag(2);
+    await using sharded = new ShardedKv(groups, { hashTag: tag });
+    expect(tag("order/42/lines")).toBe("order/42");
+    expect(tag("order/42")).toBe("order/42");
+    expect(tag("order")).toBe("order");
+    expect(() => prefixHashTag(0)).toThrow(/segments/);
+    const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+    for (let order = 0; order < 30; order++) {
+      const lines = `order/${order}/lines`;
+      const total = `order/${order}/total`;
+      expect(sharded.slotOf(lines)).toBe(sharded.slotOf(total));
+      await sharded.transaction({
+        writes: [
+          { type: "put", key: lines, value: enc("3") },
+          { type: "put", key: total, value: enc("99") },
+        ],
+      });
+      expect(sharded.groupOf(lines).id).toBe(sharded.groupOf(total).id);
+      expect(await sharded.groupOf(lines).kv.get(total)).toBeDefined();
+    }
+    // Without the tag the same keys spread over slots, and such transactions are refused.
+    const spread = Array.from(
+      { length: 30 },
+      (_, o) => slotOf(`order/${o}/lines`) === slotOf(`order/${o}/total`),
+    );
+    expect(spread.filter(Boolean).length).toBeLessThan(30);
   });
 
   it("declares transactions only when every group has them", async () => {

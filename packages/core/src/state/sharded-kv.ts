@@ -30,9 +30,28 @@ export interface ShardMapSnapshot {
   readonly groups: ReadonlyArray<{ readonly id: string; readonly region: string }>;
 }
 
-/** The slot of a key. */
-export function slotOf(key: string): number {
-  return hash32(key) % SLOTS;
+/**
+ * A hash tag by path prefix: keys that agree on their first `segments` `/`-separated segments
+ * share a slot, so one transaction can span them (`order/42/lines` and `order/42/total` with
+ * `segments: 2`). Keys with fewer segments are their own tag.
+ */
+export function prefixHashTag(segments: number): (key: string) => string {
+  if (!(Number.isInteger(segments) && segments >= 1)) {
+    throw new StrataError("INVALID_ARGUMENT", "segments must be an integer >= 1");
+  }
+  return (key) => {
+    let end = -1;
+    for (let i = 0; i < segments; i++) {
+      end = key.indexOf("/", end + 1);
+      if (end < 0) return key;
+    }
+    return key.slice(0, end);
+  };
+}
+
+/** The slot of a key, or of its hash tag when the store has a tag function. */
+export function slotOf(key: string, hashTag?: (key: string) => string): number {
+  return hash32(hashTag === undefined ? key : hashTag(key)) % SLOTS;
 }
 
 /**
@@ -58,7 +77,15 @@ export class ShardedKv implements StrongKV {
   private readonly active: number[] = [];
   private readonly quiet = new Map<number, () => void>();
 
-  constructor(groups: readonly ShardGroup[]) {
+  private readonly hashTag: ((key: string) => string) | undefined;
+
+  /**
+   * `hashTag` picks the part of a key that decides its slot (see {@link prefixHashTag}); keys
+   * with one tag share a slot, so transactions can span them. Default: the whole key. Changing
+   * it for a store that holds data moves keys to other slots: choose it before the first write.
+   */
+  constructor(groups: readonly ShardGroup[], options: { hashTag?: (key: string) => string } = {}) {
+    this.hashTag = options.hashTag;
     if (groups.length === 0)
       throw new StrataError("INVALID_ARGUMENT", "a sharded store needs at least one group");
     for (const group of groups) {
@@ -68,6 +95,11 @@ export class ShardedKv implements StrongKV {
     }
     const ids = groups.map((g) => g.id);
     this.owners = Array.from({ length: SLOTS }, (_, slot) => ids[slot % ids.length] as string);
+  }
+
+  /** The slot of a key in this store (by its hash tag, when the store has one). */
+  slotOf(key: string): number {
+    return slotOf(key, this.hashTag);
   }
 
   get capabilities(): KvCapabilities {
@@ -84,7 +116,7 @@ export class ShardedKv implements StrongKV {
   /**
    * A transaction whose keys (checks and writes) all hash to one slot runs on that slot's group,
    * if the group has transactions; keys spread over slots fail with UNIMPLEMENTED, since groups
-   * cannot commit together. One slot, not one group: slots move between groups when groups are
+   * cannot commit together. A `hashTag` option keeps related keys in one slot. One slot, not one group: slots move between groups when groups are
    * added, so a transaction that two slots of one group could take today would fail tomorrow.
    */
   transaction(txn: KvTransaction, options?: KvCallOptions): Promise<number> {
@@ -97,7 +129,7 @@ export class ShardedKv implements StrongKV {
     }
     const first = keys[0];
     if (first === undefined) return this.revision(options);
-    const slots = [...new Set(keys.map(slotOf))];
+    const slots = [...new Set(keys.map((k) => this.slotOf(k)))];
     if (slots.length > 1) {
       return Promise.reject(
         new StrataError(
@@ -108,7 +140,7 @@ export class ShardedKv implements StrongKV {
       );
     }
     return this.on(first, true, (kv) => {
-      for (const key of keys) this.dirty?.get(slotOf(key))?.add(key);
+      for (const key of keys) this.dirty?.get(this.slotOf(key))?.add(key);
       return kv.transaction(txn, options);
     });
   }
@@ -124,13 +156,13 @@ export class ShardedKv implements StrongKV {
 
   /** The group that owns `key` now. */
   groupOf(key: string): ShardGroup {
-    return this.groups.get(this.owners[slotOf(key)] as string) as ShardGroup;
+    return this.groups.get(this.owners[this.slotOf(key)] as string) as ShardGroup;
   }
 
   /** Runs one operation on the key's owner; a slot being moved waits, and its mover waits for it. */
   private async on<T>(key: string, write: boolean, op: (kv: StrongKV) => Promise<T>): Promise<T> {
     checkKey(key);
-    const slot = slotOf(key);
+    const slot = this.slotOf(key);
     for (let wait = this.moving.get(slot); wait !== undefined; wait = this.moving.get(slot))
       await wait;
     // During a rebalance, remember keys written to slots that will move, so none is left behind.
@@ -318,7 +350,7 @@ export class ShardedKv implements StrongKV {
       for (;;) {
         const page = await kv.list("", { limit: 1_000, ...(after === undefined ? {} : { after }) });
         for (const entry of page.entries) {
-          const slot = slotOf(entry.key);
+          const slot = this.slotOf(entry.key);
           if (takeSet.has(slot)) bySlot.set(slot, [...(bySlot.get(slot) ?? []), entry.key]);
         }
         if (page.next === undefined) break;
