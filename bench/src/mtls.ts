@@ -1,15 +1,15 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNode } from "@strata/core";
 import { createNatsTransport, type NatsTlsOptions } from "@strata/nats";
 import {
-  CA_FILES,
   createWorkloadIdentity,
   initCa,
   issueWorkloadCertificate,
   preferredTlsGroups,
   probeNatsTls,
+  readCa,
   type IssuedCertificate,
 } from "@strata/security";
 import { startNatsCluster } from "@strata/test-harness";
@@ -50,9 +50,7 @@ export async function runMtlsBench(options: {
   try {
     const caDir = join(dir, "ca");
     await initCa({ dir: caDir, trustDomain: "bench.example" });
-    const rootPem = await readFile(join(caDir, CA_FILES.rootCert), "utf8");
-    const intermediatePem = await readFile(join(caDir, CA_FILES.intermediateCert), "utf8");
-    const ca = `${rootPem}\n${intermediatePem}`;
+    const { rootPem, bundlePem: ca } = await readCa(caDir);
     const issue = (service: string, hosts?: string[]): Promise<IssuedCertificate> =>
       issueWorkloadCertificate({
         dir: caDir,

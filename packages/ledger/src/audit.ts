@@ -2,11 +2,11 @@ import { StrataError, isStrataError, type EventLog } from "@strata/core";
 import { toHex } from "./encoding.js";
 import { decodeEntry } from "./entry.js";
 import { leafHash } from "./hash.js";
-import { LEAF_HEADER } from "./ledger.js";
+import { LEAF_HEADER, readHeadRecords } from "./ledger.js";
 import { rootAt } from "./merkle.js";
 import { Scratch, type AccountState } from "./rules.js";
 import { MemoryMerkleStore } from "./store.js";
-import { parseSignedTreeHead, verifyTreeHead, type SthPublicKeys } from "./tree-head.js";
+import { verifyTreeHead, type SthPublicKeys } from "./tree-head.js";
 
 /** Why the audit stopped trusting an entry. */
 export type TamperReason =
@@ -137,41 +137,20 @@ export async function auditLedger(
   const invalidHeads: Array<{ size: number; reason: string }> = [];
   let checked = 0;
   if (options.publicKeys !== undefined) {
-    const headsStream = `${stream}-heads`;
-    for (let from = 1; ;) {
-      let page;
-      try {
-        page = await log.read(headsStream, { fromSeq: from, limit: 1_000 });
-      } catch (error) {
-        if (isStrataError(error, "NOT_FOUND")) break;
-        throw error;
+    for (const { seq, head } of await readHeadRecords(log, `${stream}-heads`)) {
+      checked++;
+      if (head === undefined) {
+        invalidHeads.push({ size: -1, reason: `head record ${seq} is unreadable` });
+      } else if (!verifyTreeHead(head, options.publicKeys)) {
+        invalidHeads.push({ size: head.size, reason: "a signature does not verify" });
+      } else if (head.size > tree.size()) {
+        invalidHeads.push({
+          size: head.size,
+          reason: `it signs ${head.size} entries; ${tree.size()} re-derive`,
+        });
+      } else if (toHex(head.root) !== toHex(rootAt(tree, head.size))) {
+        invalidHeads.push({ size: head.size, reason: "its root differs from the stored entries'" });
       }
-      for (const record of page) {
-        checked++;
-        let head;
-        try {
-          head = parseSignedTreeHead(JSON.parse(new TextDecoder().decode(record.payload)));
-        } catch {
-          invalidHeads.push({ size: -1, reason: `head record ${record.seq} is unreadable` });
-          continue;
-        }
-        if (!verifyTreeHead(head, options.publicKeys)) {
-          invalidHeads.push({ size: head.size, reason: "a signature does not verify" });
-        } else if (head.size > tree.size()) {
-          invalidHeads.push({
-            size: head.size,
-            reason: `it signs ${head.size} entries; ${tree.size()} re-derive`,
-          });
-        } else if (toHex(head.root) !== toHex(rootAt(tree, head.size))) {
-          invalidHeads.push({
-            size: head.size,
-            reason: "its root differs from the stored entries'",
-          });
-        }
-      }
-      const last = page.at(-1);
-      if (last === undefined || page.length < 1_000) break;
-      from = last.seq + 1;
     }
   }
   const totals: Record<string, bigint> = {};

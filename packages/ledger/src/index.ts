@@ -69,3 +69,5 @@ export type {
 export { auditLedger } from "./audit.js";
 export type { AuditReport, TamperReason } from "./audit.js";
 export type { LedgerEntry, OpenAccountEntry, PostingEntry, TransferRecord } from "./entry.js";
+export { STH_KEY_FILES, loadOrWriteSthKeys, writeSthKeys } from "./key-files.js";
+export type { SthKeyPair } from "./key-files.js";

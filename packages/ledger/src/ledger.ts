@@ -129,6 +129,8 @@ export interface LedgerStats {
   /** Conditional appends that lost to another writer and were retried. */
   readonly conflicts: number;
   readonly refused: Readonly<Record<string, number>>;
+  /** Rounds of the `heads` timer run so far (each signs a head only if the tree grew). */
+  readonly headRounds: number;
 }
 
 interface Account extends AccountState {
@@ -560,6 +562,7 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
   const headsStream = `${stream}-heads`;
   let lastHead: SignedTreeHead | undefined;
   let headTimer: Timer | undefined;
+  let headRounds = 0;
   let headsRunning: Promise<void> = Promise.resolve();
   await log.ensureStream({
     name: headsStream,
@@ -749,6 +752,7 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
       duplicates,
       conflicts,
       refused: { ...refused },
+      headRounds,
     }),
     async close() {
       if (closed) return;
@@ -777,6 +781,7 @@ export async function openLedger(options: LedgerOptions): Promise<Ledger> {
           // A head is retried on the next tick; the log being unreachable is logged, not thrown.
           logger.warn({ stream, err: error }, "could not sign a tree head");
         }
+        headRounds++;
       })();
       void headsRunning.then(() => {
         if (!closed) headTimer = clock.setTimer(tick, everyMs);
@@ -806,21 +811,42 @@ function sleep(clock: Clock, ms: number): Promise<void> {
   return new Promise((resolve) => clock.setTimer(resolve, ms));
 }
 
-/** Every signed tree head stored in a heads stream, oldest first; unreadable ones are skipped. */
-export async function readHeads(log: EventLog, headsStream: string): Promise<SignedTreeHead[]> {
-  const heads: SignedTreeHead[] = [];
+/**
+ * Every record of a heads stream, oldest first, with the head it holds or undefined when it does
+ * not parse (none when the stream does not exist).
+ */
+export async function readHeadRecords(
+  log: EventLog,
+  headsStream: string,
+): Promise<Array<{ readonly seq: number; readonly head: SignedTreeHead | undefined }>> {
+  const out: Array<{ seq: number; head: SignedTreeHead | undefined }> = [];
   for (let from = 1; ;) {
-    const page = await log.read(headsStream, { fromSeq: from, limit: PAGE });
+    let page: LogRecord[];
+    try {
+      page = await log.read(headsStream, { fromSeq: from, limit: PAGE });
+    } catch (error) {
+      if (isStrataError(error, "NOT_FOUND")) break;
+      throw error;
+    }
     for (const record of page) {
+      let head: SignedTreeHead | undefined;
       try {
-        heads.push(parseSignedTreeHead(JSON.parse(new TextDecoder().decode(record.payload))));
+        head = parseSignedTreeHead(JSON.parse(new TextDecoder().decode(record.payload)));
       } catch {
-        // A damaged head is no head; the audit reports heads that do not verify.
+        head = undefined;
       }
+      out.push({ seq: record.seq, head });
     }
     const last = page.at(-1);
     if (last === undefined || page.length < PAGE) break;
     from = last.seq + 1;
   }
-  return heads;
+  return out;
+}
+
+/** Every signed tree head stored in a heads stream, oldest first; unreadable ones are skipped. */
+export async function readHeads(log: EventLog, headsStream: string): Promise<SignedTreeHead[]> {
+  return (await readHeadRecords(log, headsStream))
+    .map((r) => r.head)
+    .filter((h): h is SignedTreeHead => h !== undefined);
 }

@@ -289,33 +289,38 @@ class NatsTransport implements Transport {
       return;
     }
     const replyTo = msg.reply ?? "";
-    const refuse = (error: unknown): void => {
-      const failure = toStrataError(error, "call envelope");
-      if (failure.code === "UNAUTHENTICATED" && failure.details.reason === "unsigned") {
-        if (this.options.acceptUnsigned === true) {
-          this.acceptRequest(msg, msg.data, undefined);
-          return;
-        }
-      }
-      this.refusedEnvelopes++;
-      this.logger.warn(
-        { subject: msg.subject, code: failure.code, reason: failure.details.reason },
-        "refused a request whose envelope did not verify",
-      );
-      if (replyTo.length > 0) this.publishReply(replyTo, { ok: false, error: failure.toWire() });
-    };
     let opened: OpenedFrame | Promise<OpenedFrame>;
     try {
       opened = signer.open(msg.data, `${msg.subject}\n${replyTo}`);
     } catch (error) {
-      refuse(error);
+      this.refuseEnvelope(msg, error);
       return;
     }
     if (opened instanceof Promise) {
-      opened.then((o) => this.acceptRequest(msg, o.frame, o.workload), refuse);
+      opened.then(
+        (o) => this.acceptRequest(msg, o.frame, o.workload),
+        (error: unknown) => this.refuseEnvelope(msg, error),
+      );
     } else {
       this.acceptRequest(msg, opened.frame, opened.workload);
     }
+  }
+
+  /** A request whose envelope is missing or bad: refused (or, unsigned, let in when allowed). */
+  private refuseEnvelope(msg: Msg, error: unknown): void {
+    const failure = toStrataError(error, "call envelope");
+    const unsigned = failure.code === "UNAUTHENTICATED" && failure.details.reason === "unsigned";
+    if (unsigned && this.options.acceptUnsigned === true) {
+      this.acceptRequest(msg, msg.data, undefined);
+      return;
+    }
+    this.refusedEnvelopes++;
+    this.logger.warn(
+      { subject: msg.subject, code: failure.code, reason: failure.details.reason },
+      "refused a request whose envelope did not verify",
+    );
+    const replyTo = msg.reply ?? "";
+    if (replyTo.length > 0) this.publishReply(replyTo, { ok: false, error: failure.toWire() });
   }
 
   private acceptRequest(msg: Msg, frame: Uint8Array, workload: string | undefined): void {

@@ -285,10 +285,17 @@ export async function verifyWorkloadCertificate(
   };
 }
 
-/** The trust domain and root of a CA folder. */
-export async function readCa(dir: string): Promise<{ trustDomain: string; rootPem: string }> {
+/** The trust domain, root and trust bundle of a CA folder. */
+export async function readCa(dir: string): Promise<{
+  trustDomain: string;
+  rootPem: string;
+  /** The root and the intermediate (PEM): the bundle TLS peers trust (NATS `ca_file`, `tls.ca`). */
+  bundlePem: string;
+}> {
   const { trustDomain } = await readConfig(dir);
-  return { trustDomain, rootPem: await readFile(join(dir, CA_FILES.rootCert), "utf8") };
+  const rootPem = await readFile(join(dir, CA_FILES.rootCert), "utf8");
+  const intermediatePem = await readFile(join(dir, CA_FILES.intermediateCert), "utf8");
+  return { trustDomain, rootPem, bundlePem: `${rootPem}\n${intermediatePem}` };
 }
 
 function isCa(cert: x509.X509Certificate): boolean {

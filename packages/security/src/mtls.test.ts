@@ -13,7 +13,13 @@ import { createNatsTransport, type NatsTlsOptions } from "@strata/nats";
 import { startNatsCluster, waitFor, type NatsCluster } from "@strata/test-harness";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { CA_FILES, initCa, issueWorkloadCertificate, type IssuedCertificate } from "./ca.js";
+import {
+  CA_FILES,
+  initCa,
+  issueWorkloadCertificate,
+  readCa,
+  type IssuedCertificate,
+} from "./ca.js";
 import { createWorkloadIdentity, startRenewal, type WorkloadIdentitySigner } from "./workload.js";
 import { PQ_GROUP, postQuantumTlsSupported, preferredTlsGroups, probeNatsTls } from "./pq.js";
 
@@ -44,8 +50,7 @@ describe("mutual TLS to NATS with workload certificates", () => {
     const ca = join(dir, "ca");
     caDir = ca;
     await initCa({ dir: ca, trustDomain: "shop.example" });
-    rootPem = await readFile(join(ca, CA_FILES.rootCert), "utf8");
-    caBundle = `${await readFile(join(ca, CA_FILES.rootCert), "utf8")}\n${await readFile(join(ca, CA_FILES.intermediateCert), "utf8")}`;
+    ({ rootPem, bundlePem: caBundle } = await readCa(ca));
     const server = await issueWorkloadCertificate({
       dir: ca,
       namespace: "infra",

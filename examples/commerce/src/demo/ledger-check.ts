@@ -1,37 +1,13 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import type { EventLog } from "@strata/core";
 import {
   auditLedger,
   createSthSigner,
-  exportSthPrivateKeys,
-  exportSthPublicKeys,
-  generateSthKeys,
-  importSthPrivateKeys,
   toHex,
   verifyInclusion,
   verifyTreeHead,
   type Ledger,
+  type SthKeyPair,
 } from "@strata/ledger";
-
-/**
- * The demo's tree-head keys, kept in `dir` so that a run over a kept data folder (`--data`) signs
- * with the keys its earlier heads were signed with; the private half is readable by its owner only.
- */
-export async function loadSthKeys(dir: string): Promise<ReturnType<typeof generateSthKeys>> {
-  const privateFile = join(dir, "sth-private.json");
-  try {
-    const privateKeys = importSthPrivateKeys(await readFile(privateFile, "utf8"));
-    return { privateKeys, publicKeys: privateKeys.publicKeys };
-  } catch (error) {
-    if (!(error instanceof Error && "code" in error && error.code === "ENOENT")) throw error;
-  }
-  const keys = generateSthKeys();
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await writeFile(privateFile, exportSthPrivateKeys(keys.privateKeys), { mode: 0o600, flag: "wx" });
-  await writeFile(join(dir, "sth-public.json"), exportSthPublicKeys(keys.publicKeys));
-  return keys;
-}
 
 /** What the demo found when it checked the payments ledger at the end. */
 export interface LedgerReport {
@@ -60,7 +36,7 @@ export interface LedgerReport {
 export async function checkLedger(
   ledgers: readonly Ledger[],
   log: EventLog,
-  keys: ReturnType<typeof generateSthKeys>,
+  keys: SthKeyPair,
   random: () => number,
 ): Promise<LedgerReport> {
   const ledger = ledgers[0] as Ledger;

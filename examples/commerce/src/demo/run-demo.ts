@@ -49,8 +49,8 @@ import { checkoutSaga, sagaCheckout } from "../services/checkout.js";
 import { isAuditPoison, startOrderConsumers } from "../services/order-consumers.js";
 import { orders, ordersService, type Order } from "../services/orders.js";
 import { openPaymentAccounts, paymentsService } from "../services/payments.js";
-import { createSthSigner, openLedger, type Ledger } from "@strata/ledger";
-import { checkLedger, loadSthKeys, type LedgerReport } from "./ledger-check.js";
+import { createSthSigner, loadOrWriteSthKeys, openLedger, type Ledger } from "@strata/ledger";
+import { checkLedger, type LedgerReport } from "./ledger-check.js";
 
 /** Options for {@link runDemo}. */
 export interface DemoOptions {
@@ -323,7 +323,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   const ledgers: Ledger[] = [];
   // The ledger's tree heads are signed with the demo's keys (Ed25519 + ML-DSA-65), kept with
   // its data (strata ledger audit --public-keys <data>/ledger-keys/sth-public.json).
-  const sthKeys = await loadSthKeys(join(dataDir, "ledger-keys"));
+  const sthKeys = await loadOrWriteSthKeys(join(dataDir, "ledger-keys"));
   try {
     await seedInventory(kv, initialStock);
     const network = createEmbeddedNetwork();

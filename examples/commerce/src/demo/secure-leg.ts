@@ -1,14 +1,14 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createEmbeddedNetwork, isStrataError, type Transport } from "@strata/core";
 import { createNatsTransport, type NatsTransportHandle } from "@strata/nats";
 import {
-  CA_FILES,
   createWorkloadIdentity,
   initCa,
   issueWorkloadCertificate,
   preferredTlsGroups,
   probeNatsTls,
+  readCa,
   startRenewal,
   type Renewal,
   type WorkloadIdentitySigner,
@@ -79,8 +79,7 @@ export async function startSecureLeg(options: {
   await initCa({ dir: caDir, trustDomain: TRUST_DOMAIN }).catch((error: unknown) => {
     if (!isStrataError(error, "ALREADY_EXISTS")) throw error;
   });
-  const rootPem = await readFile(join(caDir, CA_FILES.rootCert), "utf8");
-  const caBundle = `${rootPem}\n${await readFile(join(caDir, CA_FILES.intermediateCert), "utf8")}`;
+  const { rootPem, bundlePem: caBundle } = await readCa(caDir);
   const files = {
     serverCert: join(options.dir, "nats.pem"),
     serverKey: join(options.dir, "nats.key"),

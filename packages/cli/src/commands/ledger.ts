@@ -1,16 +1,15 @@
-import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { StrataError, isStrataError, openEmbeddedLog, type EventLog } from "@strata/core";
 import {
+  STH_KEY_FILES,
   auditLedger,
   createSthSigner,
-  exportSthPrivateKeys,
-  exportSthPublicKeys,
-  generateSthKeys,
   importSthPrivateKeys,
   openLedger,
   treeHeadToJson,
+  writeSthKeys,
   importSthPublicKeys,
   parseCount,
   parseHash,
@@ -292,21 +291,14 @@ async function storedCommand(
     if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0] as string}"`);
     const out = values["out"];
     if (out === undefined) throw new UsageError("keygen needs --out <dir>");
-    const { publicKeys, privateKeys } = generateSthKeys();
-    await mkdir(out, { recursive: true, mode: 0o700 });
-    // The private key first, never over an existing one: a failed keygen leaves the pair as it was.
-    await writeFile(join(out, "sth-private.json"), exportSthPrivateKeys(privateKeys), {
-      mode: 0o600,
-      flag: "wx",
-    }).catch((error: unknown) => {
-      if (error instanceof Error && "code" in error && error.code === "EEXIST") {
-        throw new UsageError(`${join(out, "sth-private.json")} exists; not overwriting keys`);
-      }
+    try {
+      await writeSthKeys(out);
+    } catch (error) {
+      if (isStrataError(error, "ALREADY_EXISTS")) throw new UsageError(error.message);
       throw error;
-    });
-    await writeFile(join(out, "sth-public.json"), exportSthPublicKeys(publicKeys));
+    }
     io.out.write(
-      `wrote ${join(out, "sth-public.json")} and ${join(out, "sth-private.json")} (0600)\n`,
+      `wrote ${join(out, STH_KEY_FILES.public)} and ${join(out, STH_KEY_FILES.private)} (0600)\n`,
     );
     return EXIT.ok;
   }

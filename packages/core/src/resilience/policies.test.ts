@@ -10,6 +10,11 @@ import { checkResilienceOptions, resolvePolicies, DEFAULT_POLICIES } from "./pol
 import { RateLimiter } from "./rate-limiter.js";
 import { RetryBudget } from "./retry-budget.js";
 
+/** The gradient limit most tests here use: 50 to start, between 1 and 200. */
+function gradientLimit(): ConcurrencyLimit {
+  return new ConcurrencyLimit(manualClock(), { type: "gradient", initial: 50, min: 1, max: 200 });
+}
+
 describe("fullJitterBackoff", () => {
   it("stays within [0, min(max, base * 2^attempt))", () => {
     const clock = manualClock({ seed: 3 });
@@ -200,12 +205,7 @@ describe("ConcurrencyLimit", () => {
   });
 
   it("gradient shrinks the limit when latency rises above the floor", () => {
-    const limit = new ConcurrencyLimit(manualClock(), {
-      type: "gradient",
-      initial: 50,
-      min: 1,
-      max: 200,
-    });
+    const limit = gradientLimit();
     for (let i = 0; i < 100; i++) {
       limit.tryAcquire();
       limit.release(2, false);
@@ -219,12 +219,7 @@ describe("ConcurrencyLimit", () => {
   });
 
   it("gradient does not measure calls that failed fast: a decline is not the action's floor", () => {
-    const limit = new ConcurrencyLimit(manualClock(), {
-      type: "gradient",
-      initial: 50,
-      min: 1,
-      max: 200,
-    });
+    const limit = gradientLimit();
     // Charges take 40 ms when they succeed; one in five is declined at once (1 ms).
     for (let i = 0; i < 300; i++) {
       limit.tryAcquire();
@@ -234,12 +229,7 @@ describe("ConcurrencyLimit", () => {
     expect(limit.limit).toBeGreaterThanOrEqual(50);
     expect(limit.active).toBe(0);
     // Measured, the declines would have set a 1 ms floor and collapsed the limit.
-    const measured = new ConcurrencyLimit(manualClock(), {
-      type: "gradient",
-      initial: 50,
-      min: 1,
-      max: 200,
-    });
+    const measured = gradientLimit();
     for (let i = 0; i < 300; i++) {
       measured.tryAcquire();
       measured.release(i % 5 === 0 ? 1 : 40, false, "payments/charge");
@@ -248,12 +238,7 @@ describe("ConcurrencyLimit", () => {
   });
 
   it("gradient keeps a floor per action: slow durable writes beside fast reads are not queueing", () => {
-    const limit = new ConcurrencyLimit(manualClock(), {
-      type: "gradient",
-      initial: 50,
-      min: 1,
-      max: 200,
-    });
+    const limit = gradientLimit();
     // A steady mix: reads at 1 ms, writes at 8 ms (an fsync). Neither is slower than usual.
     for (let i = 0; i < 300; i++) {
       limit.tryAcquire();
