@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { renderResilienceMarkdown, runResilienceBench } from "./resilience.js";
+import { renderCheckerMarkdown, runCheckerBench } from "./checker.js";
 import { renderCrdtMarkdown, runCrdtBench } from "./crdt.js";
 import { renderStateMarkdown, runStateBench } from "./state.js";
 import { renderEventsMarkdown, runEventsBench } from "./events.js";
@@ -8,6 +9,7 @@ import { renderGatewayMarkdown, runGatewayBench } from "./gateway.js";
 import { renderLedgerMarkdown, runLedgerBench } from "./ledger.js";
 import { renderMerkleMarkdown, runMerkleBench } from "./merkle.js";
 import { renderMtlsMarkdown, runMtlsBench } from "./mtls.js";
+import { renderProxyMarkdown, runProxyBench } from "./proxy.js";
 import { publishRpc, publishSection, runRpcBench } from "./rpc.js";
 import { renderTelemetryMarkdown, runTelemetryBench } from "./telemetry.js";
 
@@ -23,6 +25,8 @@ suites:
   ledger      transfers/s (single, concurrent, batched) vs raw appends: embedded, NATS R1 and R3
   merkle      Merkle proofs generated and verified, signed tree heads, frontier memory at 10^6
   mtls        NATS calls in plaintext vs mutual TLS vs mutual TLS with signed call envelopes
+  proxy       NATS request/reply directly vs through the test harness's TCP proxy (no faults, 1 ms)
+  checker     history checkers: linearizability vs history length and clients; set, bank, counter
 
 options:
   --quick   fewer calls (a smoke run; results are not written)
@@ -92,6 +96,17 @@ const SECTIONS: Record<
       };
     },
   },
+  proxy: {
+    title: "Test harness: TCP proxy",
+    async run(quick, log) {
+      const results = await runProxyBench({ quick, log });
+      return {
+        results,
+        markdown: (command) => renderProxyMarkdown(results, command),
+        summary: Object.entries(results.ratios).map(([name, value]) => `${name}: ${value}x`),
+      };
+    },
+  },
   ledger: {
     title: "Ledger: transfers",
     async run(quick, log) {
@@ -123,6 +138,13 @@ const SECTIONS: Record<
         markdown: (command) => renderTelemetryMarkdown(results, command),
         summary: targetLines(results.targets, "%"),
       };
+    },
+  },
+  checker: {
+    title: "Verification: history checkers",
+    async run(quick, log) {
+      const results = await runCheckerBench({ quick, log });
+      return { results, markdown: (command) => renderCheckerMarkdown(results, command) };
     },
   },
   resilience: {

@@ -1,4 +1,5 @@
 import { isStrataError } from "@strata/core";
+import { CHAOS_HELP, runChaosCommand } from "@strata/chaos";
 import { CHECK_HELP, runCheckCommand } from "@strata/verify";
 import { BENCH_HELP, benchCommand } from "./commands/bench.js";
 import { CA_HELP, caCommand } from "./commands/ca.js";
@@ -23,7 +24,8 @@ commands:
   call     make one call: strata call <service>.<action> '<json>'
   fault    inject, list and clear faults on nodes
   bench    measure the call path: strata bench rpc
-  check    check a history: strata check linearizable <history>
+  check    check a history: strata check linearizable|set|bank|counter <history>
+  chaos    run a chaos experiment: strata chaos run <experiment> | list
   policy   test Cedar policies: strata policy test <dir>
   ca       the workload-identity CA: strata ca init | issue
   ledger   verify Merkle proofs: strata ledger verify-inclusion | verify-consistency
@@ -41,6 +43,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   fault: { run: faultCommand, help: FAULT_HELP },
   bench: { run: benchCommand, help: BENCH_HELP },
   check: { run: runCheckCommand, help: CHECK_HELP },
+  chaos: { run: runChaosCommand, help: CHAOS_HELP },
   policy: { run: policyCommand, help: POLICY_HELP },
   ca: { run: caCommand, help: CA_HELP },
   ledger: { run: ledgerCommand, help: LEDGER_HELP },

@@ -34,6 +34,7 @@ import {
   type ReadOptions,
   type StreamInfo,
   type StreamSpec,
+  type Timer,
 } from "@strata/core";
 import { toError } from "./nats-kv.js";
 
@@ -88,6 +89,7 @@ class NatsLog implements EventLog {
   private readonly clock: Clock;
   private readonly partitions = new Map<string, number>();
   private readonly controller = new AbortController();
+  private readonly timeoutMs: number;
   private closed = false;
 
   constructor(init: {
@@ -98,8 +100,10 @@ class NatsLog implements EventLog {
     replicas: number;
     syncAlways: boolean;
     clock: Clock;
+    timeoutMs: number;
   }) {
     this.clock = init.clock;
+    this.timeoutMs = init.timeoutMs;
     this.js = init.js;
     this.jsm = init.jsm;
     this.prefix = init.prefix;
@@ -291,11 +295,41 @@ class NatsLog implements EventLog {
     });
   }
 
+  /**
+   * Reads a page. The whole read is bounded (a few API timeouts): a consumer whose server stops
+   * answering mid-fetch must not hold the caller forever, so the read then fails as UNAVAILABLE
+   * (reads change nothing; the caller may read again).
+   */
   async read(
     stream: string,
     options: ReadOptions & { readonly limit?: number } = {},
   ): Promise<LogRecord[]> {
     this.check(options.signal);
+    const stop = new AbortController();
+    let timer: Timer | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = this.clock.setTimer(() => {
+        stop.abort();
+        reject(
+          new StrataError("UNAVAILABLE", `read ${stream}: no answer in ${3 * this.timeoutMs} ms`, {
+            details: { outcome: "unknown" },
+          }),
+        );
+      }, 3 * this.timeoutMs);
+    });
+    try {
+      return await Promise.race([this.readPage(stream, options, stop.signal), expired]);
+    } finally {
+      timer?.clear();
+      stop.abort();
+    }
+  }
+
+  private async readPage(
+    stream: string,
+    options: ReadOptions & { readonly limit?: number },
+    stop: AbortSignal,
+  ): Promise<LogRecord[]> {
     const limit = checkReadLimit(options.limit);
     const fromSeq = checkFromSeq(options.fromSeq);
     const info = await this.fetchInfo(checkStreamName(stream));
@@ -310,6 +344,7 @@ class NatsLog implements EventLog {
         const records: LogRecord[] = [];
         const subject = this.subject(stream, partition);
         for (let seq = start; seq <= info.lastSeq && records.length < limit; seq++) {
+          if (stop.aborted) break;
           let m;
           try {
             m = await this.jsm.streams.getMessage(this.streamName(stream), { seq });
@@ -341,11 +376,14 @@ class NatsLog implements EventLog {
         opt_start_seq: start,
       });
       const batch = await consumer.fetch({ max_messages: limit, expires: 1_000 });
+      const onStop = (): void => batch.stop();
+      stop.addEventListener("abort", onStop, { once: true });
       for await (const m of batch) {
         if (m.info.streamSequence > info.lastSeq) break;
         records.push(this.toRecord(stream, m));
         if (records.length >= limit || m.info.pending === 0) break;
       }
+      stop.removeEventListener("abort", onStop);
       batch.stop();
       return records;
     });
@@ -515,6 +553,7 @@ export async function openNatsLog(options: NatsLogOptions): Promise<EventLog> {
       replicas,
       syncAlways: options.serversSyncAlways === true,
       clock: options.clock ?? systemClock(),
+      timeoutMs: timeout,
     });
   } catch (error) {
     throw toError(error, "open the log");

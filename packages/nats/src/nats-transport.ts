@@ -178,6 +178,12 @@ class NatsTransport implements Transport {
       nc = await connect({
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
+        // nats.js defaults (a ping every 2 minutes, 20 s to connect) leave a node attached to a
+        // black-holed server, one that accepts packets and never answers, for minutes; these
+        // notice it in about 15 s and give up on an unanswered connect in 5.
+        pingInterval: 5_000,
+        maxPingOut: 3,
+        timeout: 5_000,
         ...this.options.connection,
         ...(this.options.tls === undefined ? {} : { tls: { ...this.options.tls } }),
         servers: this.servers,

@@ -138,6 +138,7 @@ describe("strata check linearizable", () => {
     for (const argv of [
       [],
       ["sequential", good],
+      ["linearizable", good, "--total", "5"],
       ["linearizable"],
       ["linearizable", good, "extra"],
       ["linearizable", good, "--format", "yaml"],
@@ -174,5 +175,171 @@ describe("strata check linearizable", () => {
     );
     expect(result.code).toBe(2);
     expect(result.out).toMatch(/^unknown: the 100 ms budget ran out/);
+  });
+});
+
+describe("strata check set, bank, counter, crdt-set", () => {
+  let dir = "";
+  const file = async (name: string, events: unknown): Promise<string> => {
+    const path = join(dir, name);
+    await writeFile(path, typeof events === "string" ? events : JSON.stringify(events));
+    return path;
+  };
+  const run = async (...argv: string[]) => {
+    let out = "";
+    let err = "";
+    const code = await runCheckCommand(argv, {
+      out: { write: (text: string) => (out += text) },
+      err: { write: (text: string) => (err += text) },
+    });
+    return { code, out, err };
+  };
+  const op = (process: number, f: string, value: unknown, result: unknown, extra = {}) => [
+    { process, type: "invoke", f, value, ...extra },
+    { process, type: "ok", f, value: result, ...extra },
+  ];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "strata-verify-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("checks a set history: 0 valid, 1 with the lost element", async () => {
+    const good = await file("set.json", [...op(0, "add", 1, 1), ...op(1, "read", null, [1])]);
+    const ok = await run("set", good);
+    expect(ok).toMatchObject({ code: 0, err: "" });
+    expect(ok.out).toMatch(/^valid: adds 1 ok, 0 info, 0 fail; 1 final read of 1 read; lost 0/);
+    const bad = await file("lost.json", [...op(0, "add", 1, 1), ...op(1, "read", null, [])]);
+    const lost = await run("set", bad);
+    expect(lost.code).toBe(1);
+    expect(lost.out).toMatch(
+      /^INVALID: .*\n {2}lost 1: added by process 0 add ok \[0, 1\] \(line 1\)/,
+    );
+    const json = await run("set", bad, "--json");
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.out)).toMatchObject({
+      check: "set",
+      valid: false,
+      anomalies: [{ type: "lost", element: 1, add: { process: 0, call: 0, ret: 1 } }],
+    });
+  });
+
+  it("checks a bank history with --total and --accounts, or with --initial", async () => {
+    const history = [
+      ...op(0, "transfer", { from: "a", to: "b", amount: 3 }, { from: "a", to: "b", amount: 3 }),
+      ...op(1, "read", null, { a: 7, b: 13 }),
+    ];
+    const path = await file("bank.json", history);
+    expect((await run("bank", path, "--total", "20", "--accounts", "a,b")).code).toBe(0);
+    expect((await run("bank", path, "--initial", '{"a": 10, "b": 10}')).code).toBe(0);
+    expect((await run("bank", path, "--initial", "{:a 10 :b 10}")).code).toBe(0);
+    const wrongInitial = await run("bank", path, "--initial", '{"a": 12, "b": 8}');
+    expect(wrongInitial.code).toBe(1);
+    expect(wrongInitial.out).toMatch(/final balances unreachable: .*off by \{"a":-2,"b":2\}/);
+    const wrongTotal = await run(
+      "bank",
+      path,
+      "--total",
+      "21",
+      "--accounts",
+      '["a","b"]',
+      "--json",
+    );
+    expect(wrongTotal.code).toBe(1);
+    expect(JSON.parse(wrongTotal.out)).toMatchObject({
+      check: "bank",
+      valid: false,
+      counts: { badReads: 1 },
+      anomalies: [{ type: "wrong-total", total: 20, expected: 21, read: { call: 2, ret: 3 } }],
+    });
+    const negative = await file("negative.json", op(1, "read", null, { a: -1, b: 21 }));
+    expect((await run("bank", negative, "--total", "20", "--accounts", "a,b")).code).toBe(1);
+    expect(
+      (await run("bank", negative, "--total", "20", "--accounts", "a,b", "--lower-bound", "none"))
+        .code,
+    ).toBe(0);
+  });
+
+  it("checks counter and crdt-set convergence across replicas", async () => {
+    const counter = (a: number, b: number) => [
+      ...op(0, "increment", 2, 2, { key: "n1" }),
+      ...op(1, "read", null, a, { key: "n1" }),
+      ...op(2, "read", null, b, { key: "n2" }),
+    ];
+    expect((await run("counter", await file("c1.json", counter(2, 2)))).code).toBe(0);
+    const diverged = await run("counter", await file("c2.json", counter(2, 3)));
+    expect(diverged.code).toBe(1);
+    expect(diverged.out).toMatch(/diverged: \{"n1":2,"n2":3\}/);
+    const unread = await run(
+      "counter",
+      await file("c3.json", counter(2, 2)),
+      "--replicas",
+      "n1,n2,n3",
+    );
+    expect(unread.out).toMatch(/no final read of replica n3/);
+    const sets = [
+      ...op(0, "add", "x", "x"),
+      ...op(1, "read", null, ["x"], { key: "n1" }),
+      ...op(2, "read", null, [], { key: "n2" }),
+    ];
+    const crdt = await run("crdt-set", await file("s.json", sets));
+    expect(crdt.code).toBe(1);
+    expect(crdt.out).toMatch(/lost "x" on \["n2"\]/);
+  });
+
+  it("exits 2 with a clear message for hostile or malformed input, never a stack trace", async () => {
+    const cases: Array<[string, unknown, string[], RegExp]> = [
+      ["notjson.json", "{nope", ["set"], /not valid JSON/],
+      ["shape.json", { events: [] }, ["set"], /expected an array of events/],
+      ["nofield.json", [{ process: 0, type: "invoke" }], ["set"], /f must name the operation/],
+      ["noread.json", op(0, "add", 1, 1), ["set"], /the set was never read/],
+      ["readshape.json", op(0, "read", null, 5), ["set"], /a read returns an array/],
+      [
+        "bigamount.json",
+        op(0, "transfer", { from: "a", to: "b", amount: "123456789012345678901234567890" }, null),
+        ["bank", "--total", "20", "--accounts", "a,b"],
+        /amount must be a whole number, got "1234.* \(a string; record amounts as JSON numbers\)/,
+      ],
+      [
+        "huge.json",
+        op(0, "read", null, { a: 1e308, b: 1 }),
+        ["bank", "--total", "20", "--accounts", "a,b"],
+        /not a whole number within ±2\^53/,
+      ],
+      ["counter.json", op(0, "read", null, 1), ["counter"], /names the replica/],
+      ["deep.json", "[".repeat(100_000), ["set"], /not valid JSON/],
+    ];
+    for (const [name, content, args, message] of cases) {
+      const [what, ...rest] = args as [string, ...string[]];
+      const result = await run(what, await file(name, content), ...rest);
+      expect(result.code, name).toBe(2);
+      expect(result.err, name).toMatch(message);
+      expect(result.err, name).not.toMatch(/\n\s+at /);
+      expect(result.out, name).toBe("");
+    }
+  });
+
+  it("exits 2 for options a check does not take or cannot use, with the usage", async () => {
+    const path = await file("any.json", op(0, "read", null, { a: 1 }));
+    for (const argv of [
+      ["set", path, "--total", "5"],
+      ["counter", path, "--timeout", "5"],
+      ["bank", path],
+      ["bank", path, "--total", "5"],
+      ["bank", path, "--total", "99999999999999999999", "--accounts", "a"],
+      ["bank", path, "--total", "1.5", "--accounts", "a"],
+      ["bank", path, "--total", "5", "--accounts", "a,a"],
+      ["bank", path, "--initial", '{"a": "5"}'],
+      ["bank", path, "--initial", "[1]"],
+      ["bank", path, "--total", "5", "--accounts", "a", "--lower-bound", "low"],
+      ["counter", path, "--replicas", ""],
+      ["queue", path],
+    ]) {
+      const result = await run(...argv);
+      expect(result.code, argv.join(" ")).toBe(2);
+      expect(result.err, argv.join(" ")).toMatch(/usage: strata check/);
+    }
   });
 });
