@@ -33,7 +33,7 @@ export interface ChaosClusterOptions {
   readonly nodes?: number;
   /** Regions, given to the nodes in turn; default `["eu", "us"]`. */
   readonly regions?: readonly string[];
-  /** Services the nodes serve; default the register, bank, set and CRDT workloads'. */
+  /** Services the nodes serve; default the register, bank, set, CRDT set and counter workloads'. */
   readonly workloads?: readonly WorkloadName[];
   /** A deliberate bug every node runs with (to show the checkers catch it). */
   readonly breakage?: Breakage;

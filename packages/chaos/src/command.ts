@@ -9,7 +9,7 @@ export const CHAOS_HELP = `usage: strata chaos run <experiment> [--out <dir>] [-
        strata chaos list
 
 Runs a chaos experiment: starts NATS servers and Strata nodes as processes behind
-fault-injecting proxies, runs the register, bank, set and CRDT workloads, checks the
+fault-injecting proxies, runs the register, bank, set, CRDT set and counter workloads, checks the
 steady-state hypothesis, injects the method's faults on schedule (watching the abort
 conditions), rolls them back, waits for the steady state to return, and runs the checkers
 on the recorded histories. Needs nats-server >= 2.10 (npm run setup:engines).

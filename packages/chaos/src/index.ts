@@ -35,5 +35,6 @@ export { registerWorkload } from "./workloads/register.js";
 export { bankWorkload } from "./workloads/bank.js";
 export { setWorkload } from "./workloads/set.js";
 export { crdtWorkload } from "./workloads/crdt.js";
+export { counterWorkload } from "./workloads/counter.js";
 export type { Workload, WorkloadContext, WorkloadVerdict } from "./workloads/workload.js";
 export { skewedClock } from "./clock.js";

@@ -12,12 +12,16 @@ import {
   StrataError,
   awSet,
   createCrdtSpace,
+  emptyFun,
+  mvRegister,
+  orMap,
   createEvents,
   createNode,
   isStrataError,
   openEmbeddedKv,
   systemClock,
   type CrdtSpace,
+  type DotFun,
   type StrataNode,
   type StrongKV,
 } from "@strata/core";
@@ -232,10 +236,13 @@ async function serveCrdt(node: StrataNode, config: NodeConfig) {
   if (config.breakage === "skip-crdt-replication") {
     // Deliberately wrong: a set kept by this node alone, never replicated.
     const local = new Set<number>();
+    let count = 0;
     node.serve(
       crdtService.implement({
         add: ({ element }) => Promise.resolve({ size: local.add(element).size }),
         read: () => Promise.resolve({ elements: [...local].sort((a, b) => a - b) }),
+        increment: ({ by }) => Promise.resolve({ value: (count += by) }),
+        count: () => Promise.resolve({ value: count }),
         sync: () => Promise.resolve({ peers: 0 }),
       }),
     );
@@ -250,8 +257,31 @@ async function serveCrdt(node: StrataNode, config: NodeConfig) {
       .values(space.get("set") ?? awSet.empty())
       .map(Number)
       .sort((a, b) => a - b);
+  const totals = (replica: string): number[] =>
+    mvRegister.values<number>(orMap.get(space.get("counter") ?? orMap.empty(), replica, emptyFun));
+  const counted = (): number => {
+    const state = space.get("counter") ?? orMap.empty();
+    return orMap.keys(state).reduce((sum, replica) => sum + Math.max(0, ...totals(replica)), 0);
+  };
   node.serve(
     crdtService.implement({
+      increment: async ({ by }) => {
+        if (!(Number.isSafeInteger(by) && by >= 0)) {
+          throw new StrataError("INVALID_ARGUMENT", "by must be a whole number >= 0");
+        }
+        // Each replica writes only its own running total, so its register never has siblings.
+        await space.update("counter", (state, replica) =>
+          orMap.update<DotFun>(
+            state,
+            replica,
+            replica,
+            (total, r) => mvRegister.write(total, r, Math.max(0, ...totals(replica)) + by),
+            emptyFun,
+          ),
+        );
+        return { value: counted() };
+      },
+      count: () => Promise.resolve({ value: counted() }),
       add: async ({ element }) => {
         await space.update("set", (state, replica) => awSet.add(state, replica, String(element)));
         return { size: elements().length };

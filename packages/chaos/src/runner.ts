@@ -9,6 +9,7 @@ import { Metrics, type TimelinePoint, type WindowStats } from "./metrics.js";
 import { renderHtmlReport } from "./report.js";
 import { DEFAULT_WORKLOADS, type WorkloadName } from "./services.js";
 import { bankWorkload } from "./workloads/bank.js";
+import { counterWorkload } from "./workloads/counter.js";
 import { crdtWorkload } from "./workloads/crdt.js";
 import { registerWorkload } from "./workloads/register.js";
 import { setWorkload } from "./workloads/set.js";
@@ -98,6 +99,8 @@ export function workloadByName(name: WorkloadName): Workload {
       return setWorkload();
     case "crdt":
       return crdtWorkload();
+    case "counter":
+      return counterWorkload();
     case "pg-register":
       return registerWorkload({ store: "postgres" });
   }

@@ -70,7 +70,11 @@ export const setService = defineService({
   },
 });
 
-/** An add-wins set (delta-state CRDT) replicated between the nodes. */
+/**
+ * An add-wins set and a grow-only counter (delta-state CRDTs) replicated between the nodes. The
+ * counter is an OR-Map with one multi-value register per replica, written only by that replica
+ * (its running total): the value is the sum of each replica's largest total.
+ */
 export const crdtService = defineService({
   name: "chaos-crdt",
   version: "1.0.0",
@@ -84,6 +88,16 @@ export const crdtService = defineService({
       output: anySchema<{ elements: number[] }>(),
       idempotent: true,
     },
+    /** Adds `by` (>= 0) to the replicated counter. */
+    increment: {
+      input: anySchema<{ by: number }>(),
+      output: anySchema<{ value: number }>(),
+    },
+    count: {
+      input: anySchema<Record<string, never>>(),
+      output: anySchema<{ value: number }>(),
+      idempotent: true,
+    },
     /** Sends every state to every peer now (anti-entropy after a heal). */
     sync: {
       input: anySchema<Record<string, never>>(),
@@ -94,10 +108,16 @@ export const crdtService = defineService({
 });
 
 /** The workloads a chaos node can serve. */
-export const WORKLOADS = ["register", "bank", "set", "crdt", "pg-register"] as const;
+export const WORKLOADS = ["register", "bank", "set", "crdt", "counter", "pg-register"] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 /** The workloads run when an experiment names none (the PostgreSQL one needs PostgreSQL). */
-export const DEFAULT_WORKLOADS: readonly WorkloadName[] = ["register", "bank", "set", "crdt"];
+export const DEFAULT_WORKLOADS: readonly WorkloadName[] = [
+  "register",
+  "bank",
+  "set",
+  "crdt",
+  "counter",
+];
 
 /** Deliberate bugs a node can run with, to show that the checkers catch them. */
 export const BREAKAGES = ["ack-before-write", "lose-events", "skip-crdt-replication"] as const;

@@ -39,7 +39,7 @@ describe("strata demo --chaos", () => {
       io,
     );
     expect(code, io.err.text.slice(-3_000)).toBe(0);
-    for (const workload of ["register", "bank", "set", "crdt"]) {
+    for (const workload of ["register", "bank", "set", "crdt", "counter"]) {
       expect(io.out.text).toMatch(new RegExp(`valid +${workload} `));
     }
     expect(io.out.text).toContain("outcome: passed");

@@ -131,9 +131,10 @@ export const EXPERIMENTS: Readonly<Record<string, Experiment>> = {
   }),
   "broken-crdt": defineExperiment({
     name: "broken-crdt",
-    description: "replicas that never ship their updates: the convergence checker must catch it",
+    description:
+      "replicas that never ship their updates: the set and counter convergence checkers must catch it",
     cluster: { breakage: "skip-crdt-replication" },
-    workloads: ["crdt"],
+    workloads: ["crdt", "counter"],
     durationMs: 6_000,
     hypothesis: steady,
     method: [],

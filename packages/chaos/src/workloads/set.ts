@@ -17,7 +17,7 @@ import {
 
 /** Options of {@link setWorkload}. */
 export interface SetWorkloadOptions {
-  /** How long the final read waits for the consumers to catch up (ms); default 45 000. */
+  /** How long the final read waits for the consumers to catch up (ms); default 60 000 (or 25 s without progress). */
   readonly drainMs?: number;
   /** Count an element consumed twice as an anomaly (default false: delivery is at least once). */
   readonly exactlyOnce?: boolean;
@@ -106,7 +106,7 @@ export function setWorkload(options: SetWorkloadOptions = {}): Workload {
     async finish(ctx) {
       // The consumers catch up after the heal: wait until every acknowledged element is there,
       // or nothing new has arrived for a while.
-      const deadline = performance.now() + (options.drainMs ?? 45_000);
+      const deadline = performance.now() + (options.drainMs ?? 60_000);
       let last = -1;
       let quietSince = performance.now();
       for (;;) {
@@ -117,7 +117,7 @@ export function setWorkload(options: SetWorkloadOptions = {}): Workload {
           last = seen.size;
           quietSince = performance.now();
         }
-        if (performance.now() > deadline || performance.now() - quietSince > 15_000) break;
+        if (performance.now() > deadline || performance.now() - quietSince > 25_000) break;
         await pauseFor(250);
       }
       const all = await consumed(ctx);

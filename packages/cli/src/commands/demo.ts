@@ -20,11 +20,11 @@ the burn-rate alerts raised, and the critical path of the slowest order's trace.
   --otlp <url>           also export traces over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
                          (or set OTEL_EXPORTER_OTLP_ENDPOINT)
   --metrics-port <port>  serve each service node's Prometheus /metrics on <port>, <port>+1, <port>+2
-  --chaos                while the demo runs, run its building blocks (stock registers on the
-                         strong KV, payments on the ledger, order events, carts as CRDTs) on three
-                         Strata node processes and three NATS servers, kill a node, partition the
-                         regions, and print the checkers' verdicts (needs nats-server >= 2.10:
-                         npm run setup:engines)
+  --chaos                after the demo, run its building blocks (stock registers on the strong
+                         KV, payments on the ledger, order events, carts and counters as CRDTs)
+                         on three Strata node processes and three NATS servers, kill a node,
+                         partition the regions, and print the checkers' verdicts (needs
+                         nats-server >= 2.10: npm run setup:engines)
   --chaos-out <dir>      where the chaos report goes (default ./chaos-reports/demo-<time>)
   -h, --help             this text
 
