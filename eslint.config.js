@@ -18,6 +18,7 @@ export default tseslint.config(
             "packages/*/bin/*.js",
             "packages/*/test-fixtures/*.mjs",
             "scripts/*.mjs",
+            "packages/*/scripts/*.mjs",
           ],
           // Test fixtures are plain scripts run as child processes (kill -9 tests): a dozen of
           // them is still quick to lint without a project.

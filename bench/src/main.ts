@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { renderAutoscaleMarkdown, runAutoscaleBench } from "./autoscale.js";
 import { renderResilienceMarkdown, runResilienceBench } from "./resilience.js";
 import { renderCheckerMarkdown, runCheckerBench } from "./checker.js";
 import { renderCrdtMarkdown, runCrdtBench } from "./crdt.js";
@@ -27,6 +28,7 @@ suites:
   mtls        NATS calls in plaintext vs mutual TLS vs mutual TLS with signed call envelopes
   proxy       NATS request/reply directly vs through the test harness's TCP proxy (no faults, 1 ms)
   checker     history checkers: linearizability vs history length and clients; set, bank, counter
+  autoscale   scaling policies replayed over the shipped load traces (simulation)
 
 options:
   --quick   fewer calls (a smoke run; results are not written)
@@ -145,6 +147,17 @@ const SECTIONS: Record<
     async run(quick, log) {
       const results = await runCheckerBench({ quick, log });
       return { results, markdown: (command) => renderCheckerMarkdown(results, command) };
+    },
+  },
+  autoscale: {
+    title: "Elastic scale: policies on load traces",
+    async run(quick, log) {
+      const results = await runAutoscaleBench({ quick, log });
+      return {
+        results,
+        markdown: (command) => renderAutoscaleMarkdown(results, command),
+        summary: targetLines(results.targets, ""),
+      };
     },
   },
   resilience: {

@@ -184,12 +184,25 @@ describe("strata demo", () => {
         unexpected: number;
         deniedByReason: Record<string, number>;
       };
+      autoscale: {
+        minReplicas: number;
+        timeline: Array<{ second: number; replicas: number; rps: number }>;
+        checks: { ok: number };
+        predictiveGain: { reactive: { violationMinutes: number } } | null;
+      };
       verdicts: Record<string, boolean>;
     };
     // Name the verdicts that failed (the exit code alone would not say which).
     expect(Object.entries(report.verdicts).filter(([, ok]) => !ok)).toEqual([]);
     expect(r.code).toBe(0);
     expect(report.calls.total).toBeGreaterThan(100);
+    // The availability service ran under the autoscaler (a 2 s run is too short for the spike
+    // to be met; the autoscale leg's own test runs one that is).
+    expect(report.autoscale.checks.ok).toBeGreaterThan(0);
+    expect(report.autoscale.timeline[0]?.replicas).toBeGreaterThanOrEqual(
+      report.autoscale.minReplicas,
+    );
+    expect(report.autoscale.predictiveGain?.reactive.violationMinutes).toBeGreaterThanOrEqual(0);
     // SLO attainment for every declared objective, measured over real traffic.
     const slos = Object.fromEntries(report.observability.slos.map((s) => [s.name, s]));
     expect(Object.keys(slos).sort()).toEqual([

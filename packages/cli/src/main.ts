@@ -1,6 +1,7 @@
 import { isStrataError } from "@strata/core";
 import { CHAOS_HELP, runChaosCommand } from "@strata/chaos";
 import { CHECK_HELP, runCheckCommand } from "@strata/verify";
+import { AUTOSCALE_HELP, autoscaleCommand } from "./commands/autoscale.js";
 import { BENCH_HELP, benchCommand } from "./commands/bench.js";
 import { CA_HELP, caCommand } from "./commands/ca.js";
 import { CALL_HELP, callCommand } from "./commands/call.js";
@@ -29,6 +30,7 @@ commands:
   policy   test Cedar policies: strata policy test <dir>
   ca       the workload-identity CA: strata ca init | issue
   ledger   verify Merkle proofs: strata ledger verify-inclusion | verify-consistency
+  autoscale  replay a load trace under scaling policies: strata autoscale simulate --trace <file>
 
 Run \`strata <command> --help\` for a command's options.`;
 
@@ -47,6 +49,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   policy: { run: policyCommand, help: POLICY_HELP },
   ca: { run: caCommand, help: CA_HELP },
   ledger: { run: ledgerCommand, help: LEDGER_HELP },
+  autoscale: { run: autoscaleCommand, help: AUTOSCALE_HELP },
 };
 
 /**

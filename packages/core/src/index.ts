@@ -145,3 +145,5 @@ export type {
 } from "./observability/slo.js";
 export type { TelemetrySnapshot } from "./observability/snapshot.js";
 export { eventLoopDelay } from "./observability/node-gauges.js";
+export { openEmbeddedBlob } from "./adapters/embedded/embedded-blob.js";
+export type { EmbeddedBlob, EmbeddedBlobOptions } from "./adapters/embedded/embedded-blob.js";

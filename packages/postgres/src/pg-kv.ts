@@ -103,6 +103,9 @@ const holdsLock = (
  */
 const watchLock = (t: Names): string => `hashtext('${t.lockKey}/watch')`;
 
+/** Longest wait before a watcher looks again at a horizon held back by open writers. */
+const MAX_HORIZON_RETRY_MS = 200;
+
 /** Least time between two notifications of other processes' watchers, under steady writes. */
 const NOTIFY_GAP_MS = 5;
 
@@ -719,7 +722,9 @@ class PostgresKvStore implements StrongKV {
 
   /**
    * While a candidate waits, wake the watchers again soon (1 ms, doubling up to the poll
-   * interval): its transactions may end without a commit of ours to wake them.
+   * interval or 200 ms, whichever is less): its transactions may end without a commit of ours
+   * to wake them. Under a steady stream of writes a candidate is nearly always waiting; without
+   * the 200 ms cap a watcher with a long poll interval backed off for seconds.
    */
   private retryHorizon(): void {
     if (this.pending === undefined) {
@@ -728,7 +733,7 @@ class PostgresKvStore implements StrongKV {
     }
     if (this.retryTimer !== undefined || this.closed || this.watchers.size === 0) return;
     const ms = this.retryMs;
-    this.retryMs = Math.min(this.pollMs, ms * 2);
+    this.retryMs = Math.min(this.pollMs, MAX_HORIZON_RETRY_MS, ms * 2);
     this.retryTimer = this.clock.setTimer(() => {
       this.retryTimer = undefined;
       this.wakeWatchers();

@@ -1,3 +1,9 @@
+import {
+  AVAILABILITY_P99_SLO_MS,
+  startAutoscaleLeg,
+  type AutoscaleLeg,
+  type AutoscaleSummary,
+} from "./autoscale-leg.js";
 import { trace } from "@opentelemetry/api";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -208,6 +214,8 @@ export interface DemoReport {
     /** `/metrics` endpoints, when asked for. */
     readonly metrics: readonly string[];
   };
+  /** The availability service scaled by the autoscaler through a traffic spike. */
+  readonly autoscale: AutoscaleSummary;
   readonly verdicts: Readonly<Record<string, boolean>>;
 }
 
@@ -314,6 +322,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   let issuer: TestIssuer | undefined;
   let recordsAuthorizer: CedarAuthorizer | undefined;
   let secureLeg: SecureLeg | undefined;
+  let autoscaleLeg: AutoscaleLeg | undefined;
   // Stopped before the secure leg's NATS server goes.
   const secureNodes: StrataNode[] = [];
   const nodes: StrataNode[] = [];
@@ -624,6 +633,15 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     let progressErrors = 0;
     const tty = err.isTTY === true && !options.json;
     let lastLine = 0;
+    // Product pages check availability: a spike of five times the base rate in the middle of
+    // the run, which the autoscaler meets by adding replicas of the availability service.
+    autoscaleLeg = await startAutoscaleLeg({
+      network,
+      kv,
+      caller: gateway,
+      skus: products.map((p) => p.sku),
+    });
+    const autoscaleRun = autoscaleLeg.run(durationMs, options.signal);
     // Shoppers in the us region: 300 cart edits a second, arriving whatever the replies do.
     const usLoad = runOpenLoad({
       rate: 300,
@@ -680,6 +698,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     const usReport = await usLoad;
     const ordersReport = await ordersLoad;
     const edge = await edgeLoad;
+    const autoscale = await autoscaleRun;
     if (partitionOn && healedAt === undefined) {
       network.heal();
       healedAt = performance.now();
@@ -801,6 +820,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         transport: secureLeg.report(),
       },
       observability,
+      autoscale,
       verdicts: {
         noOversell: oversold === 0,
         stockConserved: conserved,
@@ -830,12 +850,18 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
           ledgerReport.proofs.verified === ledgerReport.proofs.sampled,
         // Over mTLS every records call was signed by a workload the records node verified.
         workloadsAuthenticated: workloadsAuthenticated(secureLeg.report()),
+        // The spike was met: replicas were added, and p99 came back under the SLO for good.
+        autoscaled:
+          durationMs < 5_000 ||
+          (autoscale.peakReplicas > autoscale.minReplicas &&
+            autoscale.recoveredAfterSeconds !== null),
       },
     };
     if (options.json) out.write(`${JSON.stringify(result)}\n`);
     else printSummary(result, log);
     return result;
   } finally {
+    await autoscaleLeg?.stop();
     await Promise.allSettled(runners.map((r) => r.close()));
     await Promise.allSettled(eventsByNode.map((e) => e.close()));
     await Promise.allSettled(nodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
@@ -1155,6 +1181,21 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
   log(
     `breakers     ${transitions.length === 0 ? "no transitions" : transitions.map((t) => `${t.atSecond}s ${t.target} ${t.state}`).join(", ")}`,
   );
+  const a = r.autoscale;
+  const replicasOverTime = a.timeline.map((p) => p.replicas).join(" ");
+  log(
+    `autoscale    availability ${a.traffic.baseRps} -> ${a.traffic.spikeRps} checks/s from ${a.traffic.spikeFromSecond}s to ${a.traffic.spikeToSecond}s; ${a.policy} policy: replicas ${a.minReplicas} -> ${a.peakReplicas} (max ${a.maxReplicas}), ${a.decisions.length} decisions, start-up ${a.startupMs} ms`,
+  );
+  log(`             replicas per second: ${replicasOverTime}`);
+  log(
+    `             p99 ${a.recoveredAfterSeconds === null ? `did not come back under ${AVAILABILITY_P99_SLO_MS} ms` : `back under ${AVAILABILITY_P99_SLO_MS} ms for good ${a.recoveredAfterSeconds}s after the spike began`}; checks ${a.checks.ok} ok, ${a.checks.failed} failed`,
+  );
+  const gain = a.predictiveGain;
+  if (gain !== null) {
+    log(
+      `             predictive vs reactive on the ${gain.trace} trace (simulated): SLO-violation minutes ${gain.predictive.violationMinutes} vs ${gain.reactive.violationMinutes}, replica-minutes ${gain.predictive.replicaMinutes} vs ${gain.reactive.replicaMinutes}`,
+    );
+  }
   log(
     `verdicts     ${Object.entries(r.verdicts)
       .map(([name, ok]) => `${name} ${ok ? "ok" : "FAILED"}`)

@@ -5,8 +5,11 @@ import type { LatencySummary } from "./run-load.js";
 
 /** Options for {@link runOpenLoad}. */
 export interface OpenLoadOptions {
-  /** Calls started per second, whether or not earlier ones finished (an open system). */
-  readonly rate: number;
+  /**
+   * Calls started per second, whether or not earlier ones finished (an open system); or the
+   * rate at each moment of the run (ms since its start), for a traffic profile with a spike.
+   */
+  readonly rate: number | ((elapsedMs: number) => number);
   readonly durationMs: number;
   readonly call: (index: number) => Promise<unknown>;
   readonly signal?: AbortSignal;
@@ -50,7 +53,8 @@ function summary(h: ReturnType<typeof createHistogram>, count: number): LatencyS
  * const report = await runOpenLoad({ rate: 3_000, durationMs: 5_000, call: () => client.get(q) });
  */
 export async function runOpenLoad(options: OpenLoadOptions): Promise<OpenLoadReport> {
-  if (!(options.rate > 0) || !(options.durationMs > 0)) {
+  const rateAt = typeof options.rate === "function" ? options.rate : undefined;
+  if ((rateAt === undefined && !((options.rate as number) > 0)) || !(options.durationMs > 0)) {
     throw new RangeError("runOpenLoad needs a positive rate and duration");
   }
   const clock = options.clock ?? systemClock();
@@ -66,6 +70,8 @@ export async function runOpenLoad(options: OpenLoadOptions): Promise<OpenLoadRep
   // event loop alive until it ends.
   const keepAlive = setInterval(() => undefined, 60_000);
   const t0 = clock.monotonic();
+  let owed = 0;
+  let last = 0;
   const launch = (): void => {
     const index = started++;
     const at = clock.monotonic();
@@ -91,8 +97,16 @@ export async function runOpenLoad(options: OpenLoadOptions): Promise<OpenLoadRep
         resolve();
         return;
       }
-      const due = Math.floor((elapsed * options.rate) / 1000);
-      while (started < due) launch();
+      if (rateAt === undefined) {
+        const due = Math.floor((elapsed * (options.rate as number)) / 1000);
+        while (started < due) launch();
+      } else {
+        // Calls owed accumulate with the rate of the moment.
+        const rate = rateAt(elapsed);
+        owed += ((Number.isFinite(rate) && rate > 0 ? rate : 0) * (elapsed - last)) / 1000;
+        last = elapsed;
+        for (; owed >= 1; owed--) launch();
+      }
       clock.setTimer(step, tick);
     };
     step();

@@ -25,6 +25,27 @@ export function eventLoopDelay(): { p50: number; p99: number; max: number } {
   return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
 }
 
+let cpuMark: { readonly at: number; readonly usage: NodeJS.CpuUsage } | undefined;
+let cpuShare = 0;
+
+/**
+ * CPU this process used since the previous reading (at least 250 ms ago), as a share of one
+ * core (0..n on n cores); the first reading is 0. Shared by every node in the process.
+ */
+export function processCpu(): number {
+  const at = performance.now();
+  if (cpuMark === undefined) {
+    cpuMark = { at, usage: process.cpuUsage() };
+    return 0;
+  }
+  const elapsedMs = at - cpuMark.at;
+  if (elapsedMs < 250) return cpuShare;
+  const used = process.cpuUsage(cpuMark.usage);
+  cpuShare = (used.user + used.system) / 1_000 / elapsedMs;
+  cpuMark = { at, usage: process.cpuUsage() };
+  return cpuShare;
+}
+
 /** Starts the shared event-loop sampler; the result stops this user's share of it. */
 export function useEventLoopDelay(): () => void {
   if (loopUsers++ === 0) {

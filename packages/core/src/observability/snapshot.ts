@@ -11,6 +11,10 @@ export interface TelemetrySnapshot {
   readonly region: string;
   readonly status: string;
   readonly inFlight: number;
+  /** The serving-side concurrency limit now, when the node has one. */
+  readonly concurrencyLimit?: number;
+  /** CPU the node's process used lately, as a share of one core. */
+  readonly cpu?: number;
   /** Length of the window `actions` cover. */
   readonly windowSeconds: number;
   readonly actions: readonly ActionSnapshot[];

@@ -18,3 +18,24 @@ export type {
   TransportHandlers,
 } from "./transport.js";
 export type { AuthorizationDecision, AuthorizationRequest, Authorizer } from "./authorizer.js";
+export {
+  DEFAULT_MAX_OBJECT_BYTES,
+  MAX_BLOB_KEY_BYTES,
+  blobNotFound,
+  blobTooLarge,
+  checkBlobKey,
+  checkBlobMetadata,
+  checkBlobPrefix,
+  checkContentType,
+} from "./blob.js";
+export type {
+  BlobCallOptions,
+  BlobChange,
+  BlobData,
+  BlobInfo,
+  BlobJournalInfo,
+  BlobObject,
+  BlobPage,
+  BlobPutOptions,
+  BlobStore,
+} from "./blob.js";

@@ -1,6 +1,6 @@
 import { StrataError, toStrataError, type ErrorCode } from "../errors/index.js";
 import { CallWindow } from "../observability/call-window.js";
-import { eventLoopDelay, registerNodeGauges } from "../observability/node-gauges.js";
+import { eventLoopDelay, processCpu, registerNodeGauges } from "../observability/node-gauges.js";
 import { SloMonitor, type BurnRateRule, type SloSpec } from "../observability/slo.js";
 import type { TelemetrySnapshot } from "../observability/snapshot.js";
 import { RpcTelemetry, type TelemetryOptions } from "../observability/telemetry.js";
@@ -709,6 +709,10 @@ class Node implements StrataNode, TransportHandlers {
       region: this.region,
       status: this.state === "running" && !this.ready ? "unready" : this.state,
       inFlight: this.serving.inFlight,
+      ...(this.serving.concurrencyLimit === undefined
+        ? {}
+        : { concurrencyLimit: this.serving.concurrencyLimit }),
+      cpu: processCpu(),
       windowSeconds: this.window.windowMs / 1000,
       actions: this.window.snapshot(),
       breakers: this.calling.breakers(),
