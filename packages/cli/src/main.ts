@@ -18,18 +18,18 @@ import { printError } from "./print-error.js";
 export const HELP = `usage: strata <command> [options]
 
 commands:
-  demo     run the commerce demo on an embedded cluster
-  dev      run a node serving the services a module exports
-  nodes    list the nodes of a cluster
-  top      a live view of a cluster: nodes, services, errors, breakers, SLOs
-  call     make one call: strata call <service>.<action> '<json>'
-  fault    inject, list and clear faults on nodes
-  bench    measure the call path: strata bench rpc
-  check    check a history: strata check linearizable|set|bank|counter <history>
-  chaos    run a chaos experiment: strata chaos run <experiment> | list
-  policy   test Cedar policies: strata policy test <dir>
-  ca       the workload-identity CA: strata ca init | issue
-  ledger   verify Merkle proofs: strata ledger verify-inclusion | verify-consistency
+  demo       run the commerce demo on an embedded cluster
+  dev        run a node serving the services a module exports
+  nodes      list the nodes of a cluster
+  top        a live view of a cluster: nodes, services, errors, breakers, SLOs
+  call       make one call: strata call <service>.<action> '<json>'
+  fault      inject, list and clear faults on nodes
+  bench      measure the call path: strata bench rpc
+  check      check a history: strata check linearizable|set|bank|counter|crdt-set <history>
+  chaos      run a chaos experiment: strata chaos run <experiment> | list
+  policy     test Cedar policies: strata policy test <dir>
+  ca         the workload-identity CA: strata ca init | issue
+  ledger     verify Merkle proofs: strata ledger verify-inclusion | verify-consistency
   autoscale  replay a load trace under scaling policies: strata autoscale simulate --trace <file>
 
 Run \`strata <command> --help\` for a command's options.`;
