@@ -272,7 +272,7 @@ describe("strata ledger: unusable command lines", () => {
     expect(r.code).toBe(0);
     expect(r.out).toContain("usage: strata ledger verify-inclusion");
     expect((await run(["--help"])).out).toContain(
-      "ledger   verify Merkle proofs: strata ledger verify-inclusion | verify-consistency",
+      "ledger     verify Merkle proofs: strata ledger verify-inclusion | verify-consistency",
     );
   });
 
