@@ -20,6 +20,7 @@ import {
 } from "@strata/test-harness/engines";
 import {
   DEFAULT_WORKLOADS,
+  STAY_ON_PROXIES,
   type Breakage,
   type NodeConfig,
   type WorkloadName,
@@ -299,14 +300,7 @@ export async function startChaosCluster(options: ChaosClusterOptions = {}): Prom
         servers: (await nats.client("client")).urls,
         cluster: "chaos",
         name: "client",
-        connection: {
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 250,
-          ignoreClusterUpdates: true,
-          pingInterval: 2_000,
-          maxPingOut: 2,
-          timeout: 2_000,
-        },
+        connection: STAY_ON_PROXIES,
       }),
       admin: false,
     });

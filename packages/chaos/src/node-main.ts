@@ -30,6 +30,7 @@ import { createNatsTransport, openNatsKv, openNatsLog } from "@strata/nats";
 import { openPostgresKv } from "@strata/postgres";
 import {
   CONSUMED_FILE,
+  STAY_ON_PROXIES,
   bankService,
   crdtService,
   pgRegisterService,
@@ -50,19 +51,6 @@ function parseConfig(text: string | undefined): NodeConfig {
   }
   return config;
 }
-
-/** Connection options that keep a client on the URLs it was given (its proxies). */
-const STAY_ON_PROXIES = {
-  maxReconnectAttempts: -1,
-  reconnectTimeWait: 250,
-  // The servers advertise their own client URLs; following them would bypass the proxies.
-  ignoreClusterUpdates: true,
-  pingInterval: 2_000,
-  maxPingOut: 2,
-  // A black-holed server accepts the TCP connection and never answers: with the default 20 s
-  // connect timeout each reconnect attempt to it would hold the node that long.
-  timeout: 2_000,
-} as const;
 
 function serveRegister(
   node: StrataNode,

@@ -144,3 +144,19 @@ export interface NodeConfig {
 
 /** Name of the file (in a node's folder) where its consumer group appends consumed elements. */
 export const CONSUMED_FILE = "consumed.log";
+
+/**
+ * NATS connection options of every chaos client (nodes and the workloads' client): stay on the
+ * URLs given (their proxies) and notice a black-holed server in seconds.
+ */
+export const STAY_ON_PROXIES = {
+  maxReconnectAttempts: -1,
+  reconnectTimeWait: 250,
+  // The servers advertise their own client URLs; following them would bypass the proxies.
+  ignoreClusterUpdates: true,
+  pingInterval: 2_000,
+  maxPingOut: 2,
+  // A black-holed server accepts the TCP connection and never answers: with the default 20 s
+  // connect timeout each reconnect attempt to it would hold the client that long.
+  timeout: 2_000,
+} as const;

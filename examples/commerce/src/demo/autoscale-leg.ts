@@ -22,6 +22,7 @@ import {
   type StrataNode,
   type StrongKV,
 } from "@strata/core";
+import { waitFor } from "@strata/test-harness/engines";
 
 /**
  * Product pages ask whether a SKU is in stock. Each replica reads the stock and waits on a
@@ -200,7 +201,10 @@ export async function startAutoscaleLeg(options: {
 
   return {
     async run(durationMs, signal) {
-      await waitUntil(() => serving() >= bounds.minReplicas, 10_000);
+      await waitFor(() => serving() >= bounds.minReplicas, {
+        timeoutMs: 10_000,
+        message: "the availability service did not start",
+      });
       const baseRps = 30;
       const spikeRps = 150;
       const spikeFrom = durationMs * 0.3;
@@ -320,12 +324,4 @@ export async function startAutoscaleLeg(options: {
       await local.stop();
     },
   };
-}
-
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error("the availability service did not start");
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }

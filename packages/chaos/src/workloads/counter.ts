@@ -3,9 +3,9 @@ import { crdtService } from "../services.js";
 import {
   CALL,
   clientLoops,
+  convergeAndRead,
   createTracker,
   definitelyNot,
-  pauseFor,
   type Workload,
   type WorkloadContext,
   type WorkloadVerdict,
@@ -47,27 +47,12 @@ export function counterWorkload(options: CounterWorkloadOptions = {}): Workload 
     run,
     async finish(ctx) {
       const client = ctx.cluster.client.client(crdtService, CALL);
-      const nodes = ctx.cluster.nodes.map((n) => n.name);
-      replicas = nodes;
-      const deadline = performance.now() + (options.convergeMs ?? 30_000);
-      for (;;) {
-        await Promise.allSettled(nodes.map((node) => client.sync({}, { node })));
-        const reads = await Promise.allSettled(nodes.map((node) => client.count({}, { node })));
-        const values = reads.map((r) => (r.status === "fulfilled" ? r.value.value : undefined));
-        if (values.every((v) => v !== undefined && v === values[0])) break;
-        if (performance.now() > deadline) break;
-        await pauseFor(500);
-      }
-      for (const node of nodes) {
-        await tracker.op(
-          ctx.metrics,
-          `final-${node}`,
-          "read",
-          null,
-          () => client.count({}, { node }),
-          { key: node, output: (r) => r.value, classify: () => "fail" },
-        );
-      }
+      replicas = await convergeAndRead(ctx, tracker, {
+        sync: (node) => client.sync({}, { node }),
+        read: (node) => client.count({}, { node }),
+        value: (r) => r.value,
+        convergeMs: options.convergeMs ?? 30_000,
+      });
     },
     check(): WorkloadVerdict {
       const verdict = checkCounter(tracker.recorder.events(), { replicas });

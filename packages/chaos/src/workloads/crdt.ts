@@ -3,9 +3,9 @@ import { crdtService } from "../services.js";
 import {
   CALL,
   clientLoops,
+  convergeAndRead,
   createTracker,
   definitelyNot,
-  pauseFor,
   type Workload,
   type WorkloadContext,
   type WorkloadVerdict,
@@ -48,35 +48,12 @@ export function crdtWorkload(options: CrdtWorkloadOptions = {}): Workload {
     run,
     async finish(ctx) {
       const client = ctx.cluster.client.client(crdtService, CALL);
-      const nodes = ctx.cluster.nodes.map((n) => n.name);
-      replicas = nodes;
-      const deadline = performance.now() + (options.convergeMs ?? 30_000);
-      // Anti-entropy, then reads until the replicas agree (or the time is up: the checker then
-      // reports the divergence).
-      for (;;) {
-        await Promise.allSettled(nodes.map((node) => client.sync({}, { node })));
-        const reads = await Promise.allSettled(nodes.map((node) => client.read({}, { node })));
-        const sets = reads.map((r) =>
-          r.status === "fulfilled" ? JSON.stringify(r.value.elements) : undefined,
-        );
-        const agreed = sets.every((s) => s !== undefined && s === sets[0]);
-        if (agreed || performance.now() > deadline) break;
-        await pauseFor(500);
-      }
-      for (const node of nodes) {
-        await tracker.op(
-          ctx.metrics,
-          `final-${node}`,
-          "read",
-          null,
-          () => client.read({}, { node }),
-          {
-            key: node,
-            output: (r) => r.elements,
-            classify: () => "fail",
-          },
-        );
-      }
+      replicas = await convergeAndRead(ctx, tracker, {
+        sync: (node) => client.sync({}, { node }),
+        read: (node) => client.read({}, { node }),
+        value: (r) => r.elements,
+        convergeMs: options.convergeMs ?? 30_000,
+      });
     },
     check(): WorkloadVerdict {
       const verdict = checkCrdtSet(tracker.recorder.events(), { replicas });

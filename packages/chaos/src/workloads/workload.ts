@@ -171,6 +171,43 @@ export async function clientLoops(
   );
 }
 
+/**
+ * The final reads of a replicated workload: every node syncs (anti-entropy) and is read until
+ * all reads agree or `convergeMs` pass (the checker then reports the divergence); then one
+ * final read per node is recorded, its key naming the replica. Returns the replica names.
+ */
+export async function convergeAndRead<T>(
+  ctx: WorkloadContext,
+  tracker: ReturnType<typeof createTracker>,
+  options: {
+    readonly sync: (node: string) => Promise<unknown>;
+    readonly read: (node: string) => Promise<T>;
+    readonly value: (read: T) => unknown;
+    readonly convergeMs: number;
+  },
+): Promise<string[]> {
+  const nodes = ctx.cluster.nodes.map((n) => n.name);
+  const deadline = performance.now() + options.convergeMs;
+  for (;;) {
+    await Promise.allSettled(nodes.map((node) => options.sync(node)));
+    const reads = await Promise.allSettled(nodes.map((node) => options.read(node)));
+    const views = reads.map((r) =>
+      r.status === "fulfilled" ? JSON.stringify(options.value(r.value)) : undefined,
+    );
+    if (views.every((v) => v !== undefined && v === views[0])) break;
+    if (performance.now() > deadline) break;
+    await pauseFor(500);
+  }
+  for (const node of nodes) {
+    await tracker.op(ctx.metrics, `final-${node}`, "read", null, () => options.read(node), {
+      key: node,
+      output: options.value,
+      classify: () => "fail",
+    });
+  }
+  return nodes;
+}
+
 /** Waits `ms`, or less if the signal aborts. */
 export function pauseFor(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
