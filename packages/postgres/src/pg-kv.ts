@@ -75,6 +75,8 @@ interface Names {
   readonly fn: string;
   readonly txnFn: string;
   readonly horizonFn: string;
+  /** The channel on which new watchers announce themselves. */
+  readonly watchChannel: string;
 }
 
 /**
@@ -308,6 +310,12 @@ class PostgresKvStore implements StrongKV {
   private notifyAgain = false;
   /** Whether another process has watchers on this namespace (see {@link watchLock}). */
   private othersWatch = true;
+  /** Bumped by every announcement of another process's new watcher (see {@link lookForWatchers}). */
+  private announcements = 0;
+  /** The listening connection's backend, to tell our own announcements from others'. */
+  private listenerPid = 0;
+  /** The last announcement of this adapter's watchers; a new watcher reads after it. */
+  private announced: Promise<void> = Promise.resolve();
   private notifyTimer: Timer | undefined;
   private notifyWait: (() => void) | undefined;
 
@@ -332,6 +340,7 @@ class PostgresKvStore implements StrongKV {
       fn: `strata_kv_${ns}_write`,
       txnFn: `strata_kv_${ns}_txn`,
       horizonFn: `strata_kv_${ns}_horizon`,
+      watchChannel: `strata_kv_${ns}_watch`,
     };
     this.capabilities = {
       staleReads: this.standby !== undefined,
@@ -373,8 +382,17 @@ class PostgresKvStore implements StrongKV {
     this.listener = await this.pool.connect();
     // Errors surface on the calls that use the pool; a lost listener only delays watchers.
     this.listener.on("error", () => undefined);
-    this.listener.on("notification", () => this.wakeWatchers());
+    this.listener.on("notification", (message) => {
+      if (message.channel !== this.t.watchChannel) this.wakeWatchers();
+      else if (message.processId !== this.listenerPid) {
+        this.announcements++;
+        this.othersWatch = true;
+      }
+    });
+    const pid = await this.listener.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+    this.listenerPid = pid.rows[0]?.pid ?? 0;
     await this.listener.query(`LISTEN ${this.t.data}`);
+    await this.listener.query(`LISTEN ${this.t.watchChannel}`);
     await this.lookForWatchers();
     this.scheduleSweep();
   }
@@ -394,8 +412,8 @@ class PostgresKvStore implements StrongKV {
    * transactions, which would stop writes from sharing WAL flushes. The first change notifies at
    * once; changes while one is in flight are gathered into one more, at most every
    * `NOTIFY_GAP_MS` (watchers read everything new whenever they wake). Nothing is sent while
-   * no other process watches the namespace (checked every poll interval; until a writer sees a
-   * new watcher, that watcher polls).
+   * no other process watches the namespace: a new watcher announces itself before its first read,
+   * and every poll interval the adapter looks again (a watcher that goes away is noticed there).
    */
   private changed(): void {
     this.wakeWatchers();
@@ -740,20 +758,41 @@ class PostgresKvStore implements StrongKV {
     }, ms);
   }
 
-  /** Takes or drops the watch lock on the listening connection (queries run in order there). */
+  /**
+   * Takes or drops the watch lock on the listening connection (queries run in order there).
+   * Taking it also announces the watcher, so writers in other processes start notifying at once
+   * rather than at their next look for watchers; the watcher's first read waits for this.
+   */
   private announceWatching(watching: boolean): void {
-    const fn = watching ? "pg_advisory_lock_shared" : "pg_advisory_unlock_shared";
-    void this.listener?.query(`SELECT ${fn}(${watchLock(this.t)})`).catch(() => undefined);
+    if (!watching) {
+      void this.listener
+        ?.query(`SELECT pg_advisory_unlock_shared(${watchLock(this.t)})`)
+        .catch(() => undefined);
+      return;
+    }
+    this.announced =
+      this.listener
+        ?.query(`SELECT pg_advisory_lock_shared(${watchLock(this.t)}), pg_notify($1, '')`, [
+          this.t.watchChannel,
+        ])
+        .then(
+          () => undefined,
+          () => undefined,
+        ) ?? Promise.resolve();
   }
 
-  /** Whether a process other than this one watches the namespace; on error, assume one does. */
+  /**
+   * Whether a process other than this one watches the namespace; on error, assume one does. An
+   * announcement that arrives while the query runs wins over a "no".
+   */
   private async lookForWatchers(): Promise<void> {
+    const before = this.announcements;
     try {
       const r = await this.listener?.query<{ others: boolean }>(
         `SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE ${holdsLock(watchLock(this.t))}
            AND l.pid <> pg_backend_pid()) AS others`,
       );
-      this.othersWatch = r?.rows[0]?.others ?? true;
+      this.othersWatch = (r?.rows[0]?.others ?? true) || this.announcements !== before;
     } catch {
       this.othersWatch = true;
     }
@@ -784,6 +823,7 @@ class PostgresKvStore implements StrongKV {
     if (this.watchers.size === 1) this.announceWatching(true);
     void (async () => {
       try {
+        await this.announced;
         let after = options.fromRevision ?? (await this.lastAllocated());
         if (options.fromRevision !== undefined) await this.checkWatchable(after);
         let done = false;
