@@ -1,0 +1,55 @@
+import type { BlobStore, EventLog, Events, StrataNode, StrongKV, Transport } from "@strata/core";
+import type { Ledger, SthKeyPair } from "@strata/ledger";
+
+/** The regions of the demo, each with its service nodes and a gateway node. */
+export const DEMO_REGIONS = {
+  eu: ["n1", "n2"],
+  us: ["n3", "n4"],
+} as const satisfies Record<string, readonly string[]>;
+
+export type DemoRegion = keyof typeof DEMO_REGIONS;
+
+/** Every service node of the demo, region by region. */
+export const SERVICE_NODES: readonly string[] = Object.values(DEMO_REGIONS).flat();
+
+/** The node whose consumers leave mid-run (their partitions move to the others). */
+export const HANDOVER_NODE = "n4";
+
+/**
+ * The commerce system the demo drives, on one engine profile. The driver (this process) holds a
+ * gateway node per region, sends the traffic through them, injects faults through the admin
+ * service, and at the end reads the stores the services wrote to check the invariants. The
+ * service nodes live in this process (embedded) or in processes of their own (engines).
+ */
+export interface DemoCluster extends AsyncDisposable {
+  readonly mode: "embedded" | "engines";
+  /** One line for the start of the run: where the nodes and the stores are. */
+  readonly description: string;
+  /** Service node ids by region (see {@link DEMO_REGIONS}). */
+  readonly regions: Readonly<Record<DemoRegion, readonly string[]>>;
+  /** A started gateway node per region, in this process; traffic goes through them. */
+  readonly gateways: Readonly<Record<DemoRegion, StrataNode>>;
+  /** A new transport on the cluster's network, for nodes the driver adds (autoscaled replicas). */
+  transport(): Transport;
+  /** The strong state the services share: stock, orders, sagas, notifications, projections. */
+  readonly kv: StrongKV;
+  /** The event log the services publish to (orders, the payments ledger). */
+  readonly log: EventLog;
+  /** Events over {@link kv} and {@link log}, with no subscriptions: for the checks. */
+  readonly events: Events;
+  /** Ledger replicas to audit (the driver's own view when the nodes are elsewhere). */
+  readonly ledgers: readonly Ledger[];
+  /** The keys the ledger's tree heads are signed with. */
+  readonly sthKeys: SthKeyPair;
+  /** The object store that order documents and invoices go to. */
+  readonly blob: BlobStore;
+  /** Cuts the regions apart (nodes and gateways of one region see only each other). */
+  partitionRegions(): Promise<void>;
+  heal(): Promise<void>;
+  /** Makes a node's order consumers leave their groups, as when it is drained. */
+  stopConsuming(node: string): Promise<void>;
+  /** Every service node's carts, cart id to items in a canonical JSON form. */
+  cartReplicas(): Promise<ReadonlyArray<ReadonlyMap<string, string>>>;
+  /** Stops every node and closes every store; removes what it created in temporary folders. */
+  stop(): Promise<void>;
+}
