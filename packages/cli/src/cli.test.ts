@@ -1,4 +1,7 @@
 import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -60,6 +63,20 @@ describe("strata CLI: help and bad command lines", () => {
       [["demo", "--otlp", "ftp://collector"], /--otlp must be an http\(s\) URL/],
       [["demo", "--otlp", "not a url"], /--otlp must be an http\(s\) URL/],
       [["demo", "--metrics-port", "0"], /--metrics-port must be an integer/],
+      [["demo", "--engines", "redis"], /"redis" is not an engine/],
+      [["demo", "--engines", "nats"], /--engines needs both/],
+      [["demo", "--engines", "nats,postgres,nats"], /--engines needs both/],
+      [["demo", "--nats-url", "nats://127.0.0.1:4222"], /need --engines nats,postgres/],
+      [
+        ["demo", "--engines", "nats,postgres", "--nats-url", "http://x"],
+        /--nats-url takes nats:\/\/host:port/,
+      ],
+      [
+        ["demo", "--engines", "nats,postgres", "--postgres-url", "mysql://x"],
+        /--postgres-url takes a postgres:\/\/ URL/,
+      ],
+      [["demo", "--report", "r.html", "--no-report"], /exclude each other/],
+      [["demo", "--report", "out/"], /--report needs a file name/],
       [["top", "--interval", "50"], /--interval/],
       [["policy"], /missing policy command/],
       [["ca"], /missing ca command/],
@@ -115,9 +132,7 @@ describe("strata CLI: help and bad command lines", () => {
 
 describe("strata check linearizable", () => {
   it("exits 0 for a linearizable history, 1 for a violation with a counterexample, 2 for unusable input", async () => {
-    const { mkdtemp, writeFile, rm } = await import("node:fs/promises");
-    const { tmpdir } = await import("node:os");
-    const { join } = await import("node:path");
+    const { writeFile } = await import("node:fs/promises");
     const dir = await mkdtemp(join(tmpdir(), "strata-check-"));
     try {
       const good = join(dir, "good.edn");
@@ -154,7 +169,13 @@ describe("strata check linearizable", () => {
 
 describe("strata demo", () => {
   it("prints one JSON report whose invariants hold", async () => {
-    const r = await run(["demo", "--duration", "2", "--json"]);
+    const dir = await mkdtemp(join(tmpdir(), "strata-demo-report-"));
+    const html = join(dir, "report.html");
+    const r = await run(["demo", "--duration", "2", "--json", "--report", html]);
+    const page = await readFile(html, "utf8");
+    await rm(dir, { recursive: true, force: true });
+    expect(page).toMatch(/Every invariant held/);
+    expect(page).toContain("Carts (CRDTs across regions)");
     const lines = r.out.trim().split("\n");
     expect(lines).toHaveLength(1);
     const report = JSON.parse(lines[0] as string) as {
@@ -224,7 +245,7 @@ describe("strata demo", () => {
     expect(Object.values(sec.deniedByReason).reduce((a, b) => a + b, 0)).toBe(sec.denied);
     // The slowest order is one trace, starting at the gateway's call.
     const slowest = report.observability.slowestOrder;
-    expect(slowest?.nodes).toContain("gateway");
+    expect(slowest?.nodes).toContain("gateway-eu");
     expect(slowest?.criticalPath.some((step) => step.name === "orders/place")).toBe(true);
     expect(report.inventory.oversold).toBe(0);
     expect(report.inventory.stockConserved).toBe(true);
@@ -252,9 +273,13 @@ describe("strata demo", () => {
 
   it("runs as `strata demo` from the installed bin, end to end", async () => {
     const bin = fileURLToPath(new URL("../bin/strata.js", import.meta.url));
-    const child = spawn(process.execPath, [bin, "demo", "--duration", "2", "--json"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [bin, "demo", "--duration", "2", "--json", "--no-report"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let stdout = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
     const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));

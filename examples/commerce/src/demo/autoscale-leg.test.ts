@@ -19,7 +19,7 @@ describe("the demo's autoscaling", () => {
     const network = createEmbeddedNetwork();
     const caller = createNode({ id: "gateway", transport: network.transport(), admin: false });
     await caller.start();
-    const leg = await startAutoscaleLeg({ network, kv, caller, skus });
+    const leg = await startAutoscaleLeg({ transport: () => network.transport(), kv, caller, skus });
     try {
       const summary = await leg.run(22_000);
       const lines = summary.timeline.map(

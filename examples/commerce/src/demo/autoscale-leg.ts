@@ -18,7 +18,7 @@ import {
   createStateStore,
   defineService,
   runOpenLoad,
-  type EmbeddedNetwork,
+  type Transport,
   type StrataNode,
   type StrongKV,
 } from "@strata/core";
@@ -98,6 +98,8 @@ export interface AutoscaleSummary {
 export interface AutoscaleLeg {
   /** Runs the traffic profile; resolves with the summary once the run is over. */
   run(durationMs: number, signal?: AbortSignal): Promise<AutoscaleSummary>;
+  /** Replicas serving now. */
+  replicas(): number;
   stop(): Promise<void>;
 }
 
@@ -107,7 +109,8 @@ export interface AutoscaleLeg {
  * the service's utilisation from the runtime every second.
  */
 export async function startAutoscaleLeg(options: {
-  readonly network: EmbeddedNetwork;
+  /** A new transport on the demo's network for each replica. */
+  readonly transport: () => Transport;
   readonly kv: StrongKV;
   readonly caller: StrataNode;
   readonly skus: readonly string[];
@@ -138,7 +141,7 @@ export async function startAutoscaleLeg(options: {
     const node = createNode({
       id: `avail-${index}`,
       region: "eu",
-      transport: options.network.transport(),
+      transport: options.transport(),
       heartbeatIntervalMs: 500,
       resilience: { serving: { concurrency: { type: "fixed", limit: SLOTS_PER_REPLICA } } },
       // A demo minute is a few seconds: the call window the autoscaler reads is short too.
@@ -200,6 +203,7 @@ export async function startAutoscaleLeg(options: {
       ).length;
 
   return {
+    replicas: serving,
     async run(durationMs, signal) {
       await waitFor(() => serving() >= bounds.minReplicas, {
         timeoutMs: 10_000,

@@ -1,4 +1,12 @@
-import type { BlobStore, EventLog, Events, StrataNode, StrongKV, Transport } from "@strata/core";
+import type {
+  BlobStore,
+  EventLog,
+  Events,
+  ShardedKv,
+  StrataNode,
+  StrongKV,
+  Transport,
+} from "@strata/core";
 import type { Ledger, SthKeyPair } from "@strata/ledger";
 
 /** The regions of the demo, each with its service nodes and a gateway node. */
@@ -33,6 +41,8 @@ export interface DemoCluster extends AsyncDisposable {
   transport(): Transport;
   /** The strong state the services share: stock, orders, sagas, notifications, projections. */
   readonly kv: StrongKV;
+  /** Stock and reservations: a store sharded by key over a shard group per region. */
+  readonly stockKv: ShardedKv;
   /** The event log the services publish to (orders, the payments ledger). */
   readonly log: EventLog;
   /** Events over {@link kv} and {@link log}, with no subscriptions: for the checks. */

@@ -5,21 +5,34 @@ import { parse, positiveInt, positiveNumber } from "../args.js";
 import { EXIT, UsageError, type Io } from "../io.js";
 
 export const DEMO_HELP = `usage: strata demo [--duration <seconds>] [--concurrency <n>] [--json] [--no-faults] [--data <dir>]
-                   [--otlp <url>] [--metrics-port <port>] [--chaos [--chaos-out <dir>]]
+                   [--report <file>] [--otlp <url>] [--metrics-port <port>]
+                   [--engines nats,postgres [--nats-url <url>] [--postgres-url <url>]]
+                   [--chaos [--chaos-out <dir>]]
 
-Runs the commerce reference system on an embedded cluster (no servers needed): catalog and
-inventory on three nodes in two regions, a gateway driving traffic, an inventory fault injected
-in the middle of the run, and a summary with the invariants checked at the end, SLO attainment,
-the burn-rate alerts raised, and the critical path of the slowest order's trace.
+Runs the commerce reference system: two regions (eu: n1, n2; us: n3, n4) of service nodes
+(catalog, inventory, payments on a ledger, orders as sagas with events, carts as CRDTs) and a
+gateway per region, records behind Cedar policies, invoices rendered by a function on object-store
+events, and an autoscaled availability service. About a minute of traffic with a Black-Friday
+spike, an inventory fault, a partition between the regions and a consumer handover; then every
+invariant is checked and reported, in the terminal and as an HTML page.
 
-  --duration <seconds>   how long the traffic runs (default 20)
-  --concurrency <n>      calls kept in flight (default 32)
+  --duration <seconds>   how long the traffic runs (default 60)
+  --concurrency <n>      browsing calls kept in flight (default 32)
   --json                 print one JSON object with the report on stdout, nothing else
-  --no-faults            run without the injected fault
+  --no-faults            run without the injected inventory fault
   --data <dir>           keep the durable state in <dir> (default: a temporary folder)
+  --report <file>        write the HTML report here (default strata-demo-report.html)
+  --no-report            write no HTML report
   --otlp <url>           also export traces over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
                          (or set OTEL_EXPORTER_OTLP_ENDPOINT)
-  --metrics-port <port>  serve each service node's Prometheus /metrics on <port>, <port>+1, <port>+2
+  --metrics-port <port>  serve each service node's Prometheus /metrics on <port> and the next
+                         three ports (embedded profile)
+  --engines nats,postgres
+                         run every service node as a process of its own on a NATS JetStream
+                         cluster (>= 2.10) and PostgreSQL, started locally in a temporary folder
+                         (npm run setup:engines provides nats-server) — or reached by URL:
+  --nats-url <urls>      comma-separated NATS URLs of a running cluster (no partitions then)
+  --postgres-url <url>   a PostgreSQL database to use
   --chaos                after the demo, run its building blocks (stock registers on the strong
                          KV, payments on the ledger, order events, carts and counters as CRDTs)
                          on three Strata node processes and three NATS servers, kill a node,
@@ -41,6 +54,11 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     "metrics-port": { type: "string" },
     chaos: { type: "boolean" },
     "chaos-out": { type: "string" },
+    report: { type: "string" },
+    "no-report": { type: "boolean" },
+    engines: { type: "string" },
+    "nats-url": { type: "string" },
+    "postgres-url": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.help === true) {
@@ -65,6 +83,13 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     values["metrics-port"] === undefined
       ? undefined
       : positiveInt("metrics-port", values["metrics-port"], 9464, 65_533);
+  const engines = parseEngines(values.engines, values["nats-url"], values["postgres-url"]);
+  if (values.report !== undefined && values["no-report"] === true)
+    throw new UsageError("--report and --no-report exclude each other");
+  const reportFile =
+    values["no-report"] === true ? undefined : (values.report ?? "strata-demo-report.html");
+  if (reportFile !== undefined && (reportFile === "" || reportFile.endsWith("/")))
+    throw new UsageError(`--report needs a file name, got "${reportFile}"`);
   const chaos = values.chaos === true;
   if (values["chaos-out"] !== undefined && !chaos)
     throw new UsageError("--chaos-out needs --chaos");
@@ -78,13 +103,15 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     }
   }
   const report = await runDemo({
-    durationSeconds: positiveNumber("duration", values.duration, 20, 86_400),
+    durationSeconds: positiveNumber("duration", values.duration, 60, 86_400),
     concurrency: positiveInt("concurrency", values.concurrency, 32, 10_000),
     json: values.json === true,
     faults: values["no-faults"] !== true,
     ...(values.data === undefined ? {} : { dataDir: values.data }),
     ...(otlp === undefined ? {} : { otlpUrl: otlp }),
     ...(metricsPort === undefined ? {} : { metricsPort }),
+    ...(engines === undefined ? {} : { engines }),
+    ...(reportFile === undefined ? {} : { reportFile }),
     ...(io.signal === undefined ? {} : { signal: io.signal }),
     out: io.out,
     err: io.err,
@@ -122,4 +149,36 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
   }
   stream.write(`  outcome: ${chaosReport.outcome}\n`);
   return demoOk && chaosReport.valid ? EXIT.ok : EXIT.failed;
+}
+
+/** The --engines list (exactly nats and postgres, for now) and the URLs of engines to reach. */
+function parseEngines(
+  list: string | undefined,
+  natsUrl: string | undefined,
+  postgresUrl: string | undefined,
+): { nats: { urls?: readonly string[] }; postgres: { url?: string } } | undefined {
+  if (list === undefined) {
+    if (natsUrl !== undefined || postgresUrl !== undefined)
+      throw new UsageError("--nats-url and --postgres-url need --engines nats,postgres");
+    return undefined;
+  }
+  const names = list.split(",").map((n) => n.trim());
+  const known = new Set(["nats", "postgres"]);
+  for (const name of names) {
+    if (!known.has(name))
+      throw new UsageError(`--engines takes nats,postgres; "${name}" is not an engine`);
+  }
+  if (!names.includes("nats") || !names.includes("postgres") || names.length !== 2)
+    throw new UsageError("--engines needs both: --engines nats,postgres");
+  const urls = natsUrl?.split(",").map((u) => u.trim());
+  for (const url of urls ?? []) {
+    if (!/^(nats|tls):\/\/[^\s/]+$/.test(url))
+      throw new UsageError(`--nats-url takes nats://host:port URLs, got "${url}"`);
+  }
+  if (postgresUrl !== undefined && !/^postgres(ql)?:\/\/\S+$/.test(postgresUrl))
+    throw new UsageError(`--postgres-url takes a postgres:// URL, got "${postgresUrl}"`);
+  return {
+    nats: urls === undefined ? {} : { urls },
+    postgres: postgresUrl === undefined ? {} : { url: postgresUrl },
+  };
 }

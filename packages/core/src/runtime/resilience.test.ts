@@ -12,6 +12,7 @@ import {
   track,
 } from "../test-support/cluster.js";
 import type { NodeEvent } from "./events.js";
+import { ADMIN_SERVICE } from "./admin.js";
 
 /** Awaits a call on the manual clock, moving time forward (retry backoff) until it settles. */
 async function run<T>(
@@ -274,6 +275,9 @@ describe("serving-side protection", () => {
     const running = [track(client.slow({ ms: 0 })), track(client.slow({ ms: 0 }))];
     const shed = await failsWith(client.slow({ ms: 0 }), "RESOURCE_EXHAUSTED");
     expect(shed.details["reason"]).toBe("shed");
+    expect(n1.stats().shed).toBe(1);
+    // The admin service is not shed: faults can be read and cleared on an overloaded node.
+    await expect(caller.call(ADMIN_SERVICE, "faultList", {}, { node: "n1" })).resolves.toEqual([]);
     expect(n1.stats().shed).toBe(1);
     g.open();
     for (const r of running) await r.promise;

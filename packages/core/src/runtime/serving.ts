@@ -25,6 +25,7 @@ import type { CallContext, Principal } from "./context.js";
 import { DeadlineQueue } from "./deadline-queue.js";
 import type { NodeStats, ResilienceEvent } from "./events.js";
 import { ServerCall, type ServerCallHost } from "./server-call.js";
+import { ADMIN_SERVICE } from "./admin.js";
 
 interface HostedAction {
   readonly contract: ActionContract;
@@ -291,7 +292,9 @@ export class Serving {
       if (limited !== undefined) return this.refuse(request, respond, limited, action.series);
     }
     let limitedByConcurrency = false;
-    if (this.limit !== undefined) {
+    // The admin service is never shed: an operator must be able to read and clear faults on a
+    // node that is overloaded (it is cheap, and its calls are few).
+    if (this.limit !== undefined && request.service !== ADMIN_SERVICE) {
       if (!this.limit.tryAcquire()) {
         this.host.counters.shed++;
         this.host.emit({
