@@ -118,7 +118,21 @@ export async function acquireLock(
       });
     }
     const delay = Math.min(500, 10 * 2 ** Math.min(attempt, 6)) * (0.5 + clock.random() / 2);
-    await new Promise<void>((resolve) => clock.setTimer(resolve, delay));
+    // The wait ends early when the caller gives up: closing whatever waits for the lock must not
+    // wait out the backoff (the clock's timers do not keep the process alive meanwhile).
+    await new Promise<void>((resolve) => {
+      const signal = options.signal;
+      const wake = (): void => {
+        timer.clear();
+        resolve();
+      };
+      const timer = clock.setTimer(() => {
+        signal?.removeEventListener("abort", wake);
+        resolve();
+      }, delay);
+      signal?.addEventListener("abort", wake, { once: true });
+      if (signal?.aborted === true) wake();
+    });
   }
 }
 
