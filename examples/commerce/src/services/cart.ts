@@ -33,6 +33,18 @@ export const cart = defineService({
       idempotent: true,
     },
     getCart: { input: z.object({ cartId: CartId }), output: Cart, idempotent: true },
+    /**
+     * This replica's carts in cart id order, a page at a time (`next` is the `after` of the next
+     * page). Items are in SKU order, so two replicas holding the same carts give equal pages.
+     */
+    listCarts: {
+      input: z.object({
+        after: CartId.optional(),
+        limit: z.number().int().min(1).max(1_000).default(100),
+      }),
+      output: z.object({ carts: z.array(Cart), next: z.string().optional() }),
+      idempotent: true,
+    },
   },
 });
 
@@ -64,5 +76,13 @@ export function cartService(space: CrdtSpace) {
       return { cartId, items: cartItems(next) };
     },
     getCart: ({ cartId }) => ({ cartId, items: cartItems(space.get(cartId)) }),
+    listCarts: ({ after, limit }) => {
+      // keys() is sorted, and cartItems lists SKUs in order (orMap.keys sorts).
+      const ids = space.keys().filter((id) => after === undefined || id > after);
+      const page = ids.slice(0, limit);
+      const carts = page.map((cartId) => ({ cartId, items: cartItems(space.get(cartId)) }));
+      const last = page.at(-1);
+      return ids.length > limit && last !== undefined ? { carts, next: last } : { carts };
+    },
   });
 }
