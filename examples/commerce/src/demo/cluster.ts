@@ -53,6 +53,8 @@ export interface DemoCluster extends AsyncDisposable {
   readonly sthKeys: SthKeyPair;
   /** The object store that order documents and invoices go to. */
   readonly blob: BlobStore;
+  /** Whether {@link partitionRegions} can cut the regions apart (not for engines given by URL). */
+  readonly canPartition: boolean;
   /** Cuts the regions apart (nodes and gateways of one region see only each other). */
   partitionRegions(): Promise<void>;
   heal(): Promise<void>;

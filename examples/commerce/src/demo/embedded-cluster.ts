@@ -44,9 +44,13 @@ export const GATEWAY_RESILIENCE = {
   },
 } as const;
 
-/** The serving options of every service node: an adaptive (gradient) concurrency limit. */
+/**
+ * The serving options of every service node: an adaptive (gradient) concurrency limit. Its floor
+ * of 32 calls keeps a stall of the shared event loop (a GC pause, a signature) from collapsing
+ * the limit below what the node serves in normal operation; queueing beyond it is shed.
+ */
 export const SERVICE_RESILIENCE = {
-  serving: { concurrency: { type: "gradient", initial: 64, max: 1_000 } },
+  serving: { concurrency: { type: "gradient", initial: 64, min: 32, max: 1_000 } },
 } as const;
 
 export interface EmbeddedClusterOptions {
@@ -183,6 +187,7 @@ export async function startEmbeddedCluster(
   const events = createEvents({ log, kv, source: "strata://demo", critical: true });
   const cluster: EmbeddedCluster = {
     mode: "embedded",
+    canPartition: true,
     description: `embedded: ${Object.entries(DEMO_REGIONS)
       .map(([region, ids]) => `${ids.join(", ")} (${region})`)
       .join(" and ")} in this process; state in ${dataDir}`,
@@ -235,11 +240,11 @@ export async function startEmbeddedCluster(
   return cluster;
 }
 
-/** A cart's items as JSON in SKU order, equal for equal carts on any replica. */
+/** A cart's items as JSON in SKU order, equal for equal carts on any replica (and profile). */
 export function canonicalItems(items: ReadonlyArray<{ sku: string; qty: number }>): string {
   return JSON.stringify(
     [...items]
       .sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0))
-      .map((i) => [i.sku, i.qty]),
+      .map(({ sku, qty }) => ({ sku, qty })),
   );
 }

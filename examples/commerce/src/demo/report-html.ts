@@ -171,8 +171,31 @@ function details(report: DemoReport, title: string): string {
         ["inclusion proofs", `${l.proofs.verified}/${l.proofs.sampled} verified`],
       ]);
     }
-    case "Documents (function on object-store events)":
-      return ""; /*DOCS-HTML*/
+    case "Documents (function on object-store events)": {
+      const d = r.documents;
+      return facts([
+        ["confirmed orders", d.orders],
+        ["order documents filed", d.documents],
+        ["invoices rendered", d.rendered],
+        ["still pending", d.pending],
+        [
+          "checks",
+          `${d.check.missingCount} missing, ${d.check.wrongTotals} wrong totals, ${d.check.duplicates} duplicates`,
+        ],
+        [
+          "render latency (document stored to invoice stored)",
+          `p50 ${d.renderLatency.p50Ms.toFixed(1)} ms, p99 ${d.renderLatency.p99Ms.toFixed(1)} ms`,
+        ],
+        [
+          "function",
+          `${d.function.name}: ${d.function.started} instances started (cold start p50 ${d.function.coldStarts.p50Ms.toFixed(2)} ms), warm hit ratio ${pct(d.function.warmHitRatio)}`,
+        ],
+        [
+          "dead letters",
+          `${d.deadLetters.documents} documents, ${d.deadLetters.invoices} invoices`,
+        ],
+      ]);
+    }
     case "Resilience": {
       const res = r.resilience;
       return (

@@ -14,15 +14,13 @@ import {
   createNode,
   createStateStore,
   isStrataError,
-  runLoad,
   runOpenLoad,
   seededRandom,
   type Events,
   type FaultRule,
-  type LoadReport,
+  type OpenLoadReport,
   type NodeEvent,
   type NodeStats,
-  type SloSpec,
   type SloStatus,
   type StrataNode,
   type TelemetryOptions,
@@ -54,13 +52,16 @@ import { DEMO_REGIONS, HANDOVER_NODE, SERVICE_NODES, type DemoCluster } from "./
 import { startEmbeddedCluster } from "./embedded-cluster.js";
 import { createProgressView } from "./progress.js";
 import { renderHtmlReport } from "./report-html.js";
+import { COMMERCE_SLOS } from "./slos.js";
+import { startEnginesCluster } from "./engines/cluster.js";
+import { startDocumentsLeg, type DocumentsLeg, type DocumentsReport } from "./documents-leg.js";
 
 /** Options for {@link runDemo}. */
 export interface DemoOptions {
   /** How long the traffic runs, in seconds. */
   readonly durationSeconds: number;
-  /** Calls kept in flight by the load generator; default 32. */
-  readonly concurrency?: number;
+  /** Browsing calls a second at the base of the traffic profile (twice that in the spike); default 1 500. */
+  readonly browseRate?: number;
   /** Print exactly one JSON object (the report) on `out`, and nothing else there. */
   readonly json?: boolean;
   /** Inject a fault into one inventory node for the middle of the run; default true. */
@@ -96,6 +97,10 @@ export interface DemoReport {
       readonly id: string;
       readonly region: string;
       readonly served: number;
+      readonly shed: number;
+      /** At the end of the run: calls being served, and the adaptive concurrency limit. */
+      readonly inFlight: number;
+      readonly concurrencyLimit: number | null;
     }>;
   };
   readonly calls: {
@@ -111,10 +116,13 @@ export interface DemoReport {
       readonly max: number;
     };
     readonly errors: Readonly<Record<string, number>>;
+    /** The first few INTERNAL errors' messages (browsing and checkouts). */
+    readonly internalErrors: readonly string[];
   };
   /** The traffic profile: checkouts and us cart edits rise during the Black-Friday spike. */
   readonly traffic: {
     readonly spike: { readonly fromSecond: number; readonly toSecond: number };
+    readonly browsePerSecond: { readonly base: number; readonly spike: number };
     readonly checkoutsPerSecond: { readonly base: number; readonly spike: number };
     readonly usCartEditsPerSecond: { readonly base: number; readonly spike: number };
   };
@@ -188,6 +196,8 @@ export interface DemoReport {
   };
   /** The payments ledger, audited and proven against its signed head at the end. */
   readonly ledger: LedgerReport;
+  /** Order documents filed in the object store, and the invoices a function rendered from them. */
+  readonly documents: DocumentsReport;
   /** Users reach patient records through the gateway: tokens verified, Cedar policies enforced. */
   readonly security: EdgeReport & {
     /** How the records leg ran: mutual TLS over NATS with signed envelopes, or in-process. */
@@ -239,33 +249,6 @@ export interface DemoReport {
   /** The HTML report's file, when one was written. */
   readonly htmlReport: string | null;
 }
-
-/** The commerce objectives, declared on every service node. */
-export const COMMERCE_SLOS: readonly SloSpec[] = [
-  {
-    name: "checkout-availability",
-    service: "orders",
-    action: "place",
-    kind: "availability",
-    objective: 0.995,
-  },
-  {
-    name: "checkout-latency",
-    service: "orders",
-    action: "place",
-    kind: "latency",
-    objective: 0.99,
-    thresholdMs: 1_000,
-  },
-  { name: "inventory-availability", service: "inventory", kind: "availability", objective: 0.999 },
-  {
-    name: "catalog-latency",
-    service: "catalog",
-    kind: "latency",
-    objective: 0.99,
-    thresholdMs: 50,
-  },
-];
 
 /**
  * Every checkout is traced (the report shows the slowest one's critical path); of the other
@@ -332,8 +315,12 @@ async function startCluster(
       onServiceNode: hooks.onServiceNode,
     });
   }
-  /*ENGINES*/
-  throw new Error("engines");
+  return startEnginesCluster({
+    ...options.engines,
+    dir: dataDir,
+    log: hooks.log,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+  });
 }
 
 async function demo(options: DemoOptions): Promise<DemoReport> {
@@ -368,6 +355,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   let recordsAuthorizer: CedarAuthorizer | undefined;
   let secureLeg: SecureLeg | undefined;
   let autoscaleLeg: AutoscaleLeg | undefined;
+  let documentsLeg: DocumentsLeg | undefined;
   // Stopped before the secure leg's NATS server goes.
   const secureNodes: StrataNode[] = [];
   try {
@@ -431,7 +419,11 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     issuer = await startTestIssuer();
     // Documents: confirmed orders are filed in the object store, and a function triggered by
     // each new file renders its invoice.
-    /*DOCS*/
+    documentsLeg = await startDocumentsLeg({
+      events: cluster.events,
+      blob: cluster.blob,
+      products,
+    });
     log(
       `strata demo: ${products.length} products; ${Object.entries(cluster.regions)
         .map(([region, ids]) => `${region}: ${ids.join(", ")} + gateway-${region}`)
@@ -519,7 +511,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     // From 40% to 60% of the run the regions are cut apart; both keep taking cart writes.
     const partitionFrom = Math.round(durationMs * 0.4);
     const partitionTo = Math.round(durationMs * 0.6);
-    const partitionOn = durationMs >= 1_000;
+    const partitionOn = durationMs >= 1_000 && cluster.canPartition;
     let healedAt: number | undefined;
     let convergedAfterMs: number | null = null;
     const cartsEqual = async (): Promise<boolean> => {
@@ -562,10 +554,10 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       gateway.call(ADMIN_SERVICE, action, input, { node: faulty, timeoutMs: 2_000 });
     const clearFault = async (): Promise<void> => {
       if (faultCleared) return;
-      faultCleared = true;
-      const rules = (await admin("faultList", {}).catch(() => [])) as FaultRule[];
+      const rules = (await admin("faultList", {})) as FaultRule[];
       faultHits = rules.reduce((sum, r) => sum + r.hits, 0);
       await admin("faultClear", {});
+      faultCleared = true;
       duringFault = {
         calls: progressCalls - baseline.calls,
         ok: progressCalls - baseline.calls - (progressErrors - baseline.errors),
@@ -654,6 +646,12 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });
     const checkouts = view.state.checkouts;
+    // The first few internal errors, with their messages: an INTERNAL is a bug to look into.
+    const internalErrors: string[] = [];
+    const noteInternal = (error: unknown): void => {
+      if (internalErrors.length < 5 && isStrataError(error, "INTERNAL"))
+        internalErrors.push(error.message);
+    };
     const ordersLoad = runOpenLoad({
       rate: (ms) => (inSpike(ms) ? 75 : 25),
       durationMs,
@@ -673,34 +671,62 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
           return placed;
         } catch (error) {
           checkouts.failed++;
+          noteInternal(error);
           throw error;
         }
       },
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });
+    // Browsing: shoppers arrive at `browseRate` calls a second, twice that in the spike, whatever
+    // the replies do (an open system: a slow or shedding shop does not slow its shoppers down).
     let spikeShown = false;
-    const report: LoadReport = await runLoad({
-      concurrency: options.concurrency ?? 32,
-      durationMs,
-      call,
-      progressIntervalMs: 250,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-      onProgress: (p) => {
-        progressCalls = p.calls;
-        progressErrors = p.errors;
-        const state = view.state;
-        state.elapsedMs = p.elapsedMs;
-        state.spike = inSpike(p.elapsedMs);
-        if (state.spike !== spikeShown) {
-          spikeShown = state.spike;
-          view.incident(spikeShown ? "Black-Friday spike begins" : "the spike is over");
-        }
-        state.browse = { calls: p.calls, errors: p.errors, rate: p.rate };
-        state.replicas = autoscaleLeg?.replicas() ?? 0;
-        state.breakersOpen = [...breakerStates.values()].filter((x) => x === "open").length;
-        view.render();
-      },
-    });
+    let lastProgress = { at: 0, calls: 0 };
+    const progress = setInterval(() => {
+      const elapsedMs = performance.now() - started;
+      const state = view.state;
+      state.elapsedMs = elapsedMs;
+      state.spike = inSpike(elapsedMs);
+      if (state.spike !== spikeShown) {
+        spikeShown = state.spike;
+        view.incident(spikeShown ? "Black-Friday spike begins" : "the spike is over");
+      }
+      const rate =
+        ((progressCalls - lastProgress.calls) * 1_000) / Math.max(1, elapsedMs - lastProgress.at);
+      lastProgress = { at: elapsedMs, calls: progressCalls };
+      state.browse = { calls: progressCalls, errors: progressErrors, rate };
+      state.replicas = autoscaleLeg?.replicas() ?? 0;
+      state.breakersOpen = [...breakerStates.values()].filter((x) => x === "open").length;
+      view.render();
+    }, 250);
+    const browseRate = options.browseRate ?? 1_500;
+    let browseReport: OpenLoadReport;
+    try {
+      browseReport = await runOpenLoad({
+        rate: (ms) => (inSpike(ms) ? 2 * browseRate : browseRate),
+        durationMs,
+        call: async () => {
+          progressCalls++;
+          try {
+            return await call();
+          } catch (error) {
+            progressErrors++;
+            noteInternal(error);
+            throw error;
+          }
+        },
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } finally {
+      clearInterval(progress);
+    }
+    const report = {
+      calls: browseReport.started,
+      ok: browseReport.ok,
+      durationMs: browseReport.durationMs,
+      throughput: (browseReport.started * 1_000) / Math.max(1, browseReport.durationMs),
+      latency: browseReport.latency,
+      errors: browseReport.errors,
+    };
     for (const timer of timers) clearTimeout(timer);
     await Promise.all(background);
     const usReport = await usLoad;
@@ -740,7 +766,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         conserved = false;
     }
     const ev = await checkEvents(cluster.events);
-    /*DOCS-REPORT*/
+    const documents = await documentsLeg.report({ confirmed: ev.confirmedOrders });
     const ledgerReport = await checkLedger(
       cluster.ledgers,
       cluster.log,
@@ -777,7 +803,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         ledgerReport.conserved &&
         ledgerReport.head.signed &&
         ledgerReport.proofs.verified === ledgerReport.proofs.sampled,
-      /*DOCS-VERDICT*/
+      // Every confirmed order has exactly one invoice, with the right total.
+      invoicesRendered: documents.invoicesRendered,
       // Every records request ended as its scenario intends: allowed, denied, or refused.
       policyEnforced: edge.unexpected === 0,
       // Over mTLS every records call was signed by a workload the records node verified.
@@ -801,7 +828,14 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       profile: { mode: cluster.mode, description: cluster.description },
       durationSeconds: Math.round(report.durationMs / 100) / 10,
       cluster: {
-        nodes: nodeTelemetry.map((n) => ({ id: n.id, region: n.region, served: n.served })),
+        nodes: nodeTelemetry.map((n) => ({
+          id: n.id,
+          region: n.region,
+          served: n.served,
+          shed: n.shed,
+          inFlight: n.inFlight,
+          concurrencyLimit: n.concurrencyLimit,
+        })),
       },
       calls: {
         total: report.calls,
@@ -816,12 +850,14 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
           max: report.latency.max,
         },
         errors: report.errors,
+        internalErrors,
       },
       traffic: {
         spike: {
           fromSecond: (durationMs * SPIKE.from) / 1000,
           toSecond: (durationMs * SPIKE.to) / 1000,
         },
+        browsePerSecond: { base: browseRate, spike: 2 * browseRate },
         checkoutsPerSecond: { base: 25, spike: 75 },
         usCartEditsPerSecond: { base: 200, spike: 450 },
       },
@@ -876,7 +912,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         sagas: ev.sagas,
       },
       ledger: ledgerReport,
-      /*DOCS-SECTION*/
+      documents,
       security: {
         ...edge,
         deniedByReason: recordsAuthorizer.stats().denials,
@@ -895,7 +931,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     return result;
   } finally {
     view.close();
-    /*DOCS-STOP*/
+    await documentsLeg?.stop();
     await autoscaleLeg?.stop();
     await cluster?.stop();
     await Promise.allSettled(secureNodes.map((n) => n.stop({ drainTimeoutMs: 2_000 })));
@@ -914,6 +950,8 @@ interface NodeTelemetry {
   readonly region: string;
   readonly served: number;
   readonly shed: number;
+  readonly inFlight: number;
+  readonly concurrencyLimit: number | null;
   readonly slos: readonly SloStatus[];
 }
 
@@ -934,6 +972,8 @@ async function readNodeTelemetry(
         region: telemetry.region,
         served: stats.served,
         shed: stats.shed,
+        inFlight: telemetry.inFlight,
+        concurrencyLimit: telemetry.concurrencyLimit ?? null,
         slos: telemetry.slos,
       };
     }),
@@ -1133,10 +1173,10 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
   log("");
   log(`profile      ${r.profile.description}`);
   log(
-    `traffic      Black-Friday spike ${r.traffic.spike.fromSecond}s-${r.traffic.spike.toSecond}s: checkouts ${r.traffic.checkoutsPerSecond.base} -> ${r.traffic.checkoutsPerSecond.spike}/s, us cart edits ${r.traffic.usCartEditsPerSecond.base} -> ${r.traffic.usCartEditsPerSecond.spike}/s`,
+    `traffic      Black-Friday spike ${r.traffic.spike.fromSecond}s-${r.traffic.spike.toSecond}s: browsing ${r.traffic.browsePerSecond.base} -> ${r.traffic.browsePerSecond.spike}/s, checkouts ${r.traffic.checkoutsPerSecond.base} -> ${r.traffic.checkoutsPerSecond.spike}/s, us cart edits ${r.traffic.usCartEditsPerSecond.base} -> ${r.traffic.usCartEditsPerSecond.spike}/s`,
   );
   log(
-    `nodes        ${r.cluster.nodes.map((n) => `${n.id} (${n.region}) served ${n.served}`).join(", ")}`,
+    `nodes        ${r.cluster.nodes.map((n) => `${n.id} (${n.region}) served ${n.served}, shed ${n.shed}`).join("; ")}`,
   );
   log(
     `calls        ${r.calls.total} in ${r.durationSeconds}s, ${r.calls.throughput}/s, success ${pct(r.calls.successRate)}`,
@@ -1148,6 +1188,7 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
   log(
     `errors       ${errors.length === 0 ? "none" : errors.map(([code, n]) => `${code} ${n}`).join(", ")}`,
   );
+  for (const message of r.calls.internalErrors) log(`             INTERNAL: ${message}`);
   log(
     `inventory    ${r.inventory.reservations} reservations, ${r.inventory.refusedOutOfStock} refused (out of stock), ${r.inventory.releases} releases`,
   );
@@ -1206,6 +1247,10 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
   );
   log(
     `             ${l.headsSigned} signed heads (Ed25519 + ML-DSA-65), the last of ${l.head.size} entries, root ${l.head.root.slice(0, 16)}…; audit ${l.audited ? "ok" : `FAILED at entry ${l.firstTampered ?? "?"}`}; ${l.proofs.verified}/${l.proofs.sampled} inclusion proofs verified`,
+  );
+  const d = r.documents;
+  log(
+    `documents    ${d.documents} order documents filed, ${d.rendered} invoices rendered by ${d.function.name} (${d.function.started} instances started; render p50 ${d.renderLatency.p50Ms.toFixed(1)} ms, p99 ${d.renderLatency.p99Ms.toFixed(1)} ms); ${d.check.missingCount} missing, ${d.check.wrongTotals} wrong totals, ${d.check.duplicates} duplicated`,
   );
   const sec = r.security;
   const refused = Object.entries(sec.unauthenticated);

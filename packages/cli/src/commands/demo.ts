@@ -4,7 +4,7 @@ import { findNatsServer } from "@strata/test-harness/engines";
 import { parse, positiveInt, positiveNumber } from "../args.js";
 import { EXIT, UsageError, type Io } from "../io.js";
 
-export const DEMO_HELP = `usage: strata demo [--duration <seconds>] [--concurrency <n>] [--json] [--no-faults] [--data <dir>]
+export const DEMO_HELP = `usage: strata demo [--duration <seconds>] [--rate <n>] [--json] [--no-faults] [--data <dir>]
                    [--report <file>] [--otlp <url>] [--metrics-port <port>]
                    [--engines nats,postgres [--nats-url <url>] [--postgres-url <url>]]
                    [--chaos [--chaos-out <dir>]]
@@ -17,7 +17,7 @@ spike, an inventory fault, a partition between the regions and a consumer handov
 invariant is checked and reported, in the terminal and as an HTML page.
 
   --duration <seconds>   how long the traffic runs (default 60)
-  --concurrency <n>      browsing calls kept in flight (default 32)
+  --rate <n>             browsing calls a second (default 1500; twice that in the spike)
   --json                 print one JSON object with the report on stdout, nothing else
   --no-faults            run without the injected inventory fault
   --data <dir>           keep the durable state in <dir> (default: a temporary folder)
@@ -46,7 +46,7 @@ Exit code: 0 when every invariant holds (and, with --chaos, every checker verdic
 export async function demoCommand(argv: readonly string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, {
     duration: { type: "string" },
-    concurrency: { type: "string" },
+    rate: { type: "string" },
     json: { type: "boolean" },
     "no-faults": { type: "boolean" },
     data: { type: "string" },
@@ -104,7 +104,7 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
   }
   const report = await runDemo({
     durationSeconds: positiveNumber("duration", values.duration, 60, 86_400),
-    concurrency: positiveInt("concurrency", values.concurrency, 32, 10_000),
+    browseRate: positiveInt("rate", values.rate, 1_500, 100_000),
     json: values.json === true,
     faults: values["no-faults"] !== true,
     ...(values.data === undefined ? {} : { dataDir: values.data }),

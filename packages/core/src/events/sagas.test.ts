@@ -7,6 +7,7 @@ import { waitFor } from "@strata/test-harness";
 import { afterEach, describe, expect, expectTypeOf, it } from "vitest";
 import { openEmbeddedKv, type EmbeddedKv } from "../adapters/embedded/embedded-kv.js";
 import { StrataError } from "../errors/index.js";
+import { systemClock } from "../ports/clock.js";
 import { customSchema } from "../service/custom-schema.js";
 import { createSagaRunner, defineSaga, type SagaOutcome, type StepContext } from "./sagas.js";
 
@@ -141,6 +142,74 @@ describe("sagas", () => {
       "reserve/compensate": 1,
       "charge/compensate": 1,
     });
+  });
+
+  // A compensation undoes what was done, so it is retried through outages that outlast a step's
+  // own retries; only past `compensationRetryMs` is the saga left failed for an operator.
+  function flakyUndo(failures: number) {
+    let calls = 0;
+    const saga = defineSaga({
+      name: "refund",
+      input: OrderInput,
+      async run(ctx) {
+        await ctx.step("charge", {
+          run: () => Promise.resolve("charged"),
+          compensate: () => {
+            calls++;
+            return calls <= failures
+              ? Promise.reject(new StrataError("UNAVAILABLE", "payments is down"))
+              : Promise.resolve();
+          },
+        });
+        await ctx.step("ship", {
+          run: () => Promise.reject(new StrataError("FAILED_PRECONDITION", "no courier")),
+        });
+      },
+    });
+    return { saga, calls: () => calls };
+  }
+  // Backoff waits pass in a millisecond; the wall clock, and so the retry budget, runs as usual.
+  const hurried = {
+    ...systemClock(),
+    setTimer: (fn: () => void, ms: number) => systemClock().setTimer(fn, Math.min(ms, 1)),
+  };
+
+  it("retries a failing compensation until it succeeds, within its budget", async () => {
+    const kv = await store();
+    const { saga, calls } = flakyUndo(20);
+    const runner = createSagaRunner({ kv, owner: "a", scanIntervalMs: 50, clock: hurried });
+    closers.push(() => runner.close());
+    runner.register(saga);
+    const outcome = await (await runner.start(saga, { orderId: "o-9" }, { id: "o-9" })).result();
+    expect(outcome).toMatchObject({
+      status: "compensated",
+      error: { code: "FAILED_PRECONDITION" },
+    });
+    expect(calls()).toBe(21);
+  });
+
+  it("leaves the saga failed, for an operator, when compensation outlasts its budget", async () => {
+    const kv = await store();
+    const { saga, calls } = flakyUndo(Number.POSITIVE_INFINITY);
+    const runner = createSagaRunner({
+      kv,
+      owner: "a",
+      scanIntervalMs: 50,
+      clock: hurried,
+      compensationRetryMs: 50,
+    });
+    closers.push(() => runner.close());
+    runner.register(saga);
+    const outcome = await (await runner.start(saga, { orderId: "o-10" }, { id: "o-10" })).result();
+    expect(outcome).toMatchObject({
+      status: "failed",
+      error: {
+        code: "INTERNAL",
+        message: expect.stringContaining("compensation of charge failed") as unknown,
+      },
+    });
+    expect(calls()).toBeGreaterThan(1);
+    expect(() => createSagaRunner({ kv, compensationRetryMs: -1 })).toThrow(/compensationRetryMs/);
   });
 
   it("compensates what ran when a step times out", async () => {

@@ -114,6 +114,12 @@ export interface SagaRunnerOptions {
   readonly logger?: Logger;
   /** Where saga and step spans go; default the global OpenTelemetry tracer provider. */
   readonly telemetry?: TelemetryOptions;
+  /**
+   * How long (ms) a failing compensation is retried, with backoff capped at 2 s, before the saga
+   * is marked failed for an operator; default 300 000. A compensation must undo what was done,
+   * so it outlasts the outages a step's own retries give up on.
+   */
+  readonly compensationRetryMs?: number;
 }
 
 /** Runs sagas and resumes the ones whose runner died. */
@@ -136,7 +142,6 @@ const ID = /^[A-Za-z0-9_=-]{1,128}$/;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const TERMINAL = new Set(["completed", "compensated", "failed"]);
-const COMPENSATION_ATTEMPTS = 8;
 
 /** Declares a saga. */
 export function defineSaga<I extends StandardSchemaV1, O>(
@@ -180,6 +185,9 @@ const errorOf = (error: unknown): SagaError => {
 export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
   const { kv } = options;
   const clock = options.clock ?? systemClock();
+  const compensationRetryMs = options.compensationRetryMs ?? 300_000;
+  if (!(Number.isFinite(compensationRetryMs) && compensationRetryMs >= 0))
+    throw new StrataError("INVALID_ARGUMENT", "compensationRetryMs must be a number >= 0");
   const logger = options.logger ?? silentLogger;
   const owner =
     options.owner ?? `runner-${Math.floor(clock.random() * 0x1_0000_0000).toString(16)}`;
@@ -274,6 +282,7 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
         retries: number,
         timeoutMs: number,
         respectDeadline: boolean,
+        giveUpAt = Number.POSITIVE_INFINITY,
       ): Promise<T> => {
         for (let n = 1; ; n++) {
           const left = journal.deadline - clock.now();
@@ -324,7 +333,7 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
             if (!e.retryable && e.code !== "DEADLINE_EXCEEDED" && e.code !== "INTERNAL") {
               throw new SagaFailed(errorOf(error));
             }
-            if (n > retries) throw new SagaFailed(errorOf(error));
+            if (n > retries || clock.now() >= giveUpAt) throw new SagaFailed(errorOf(error));
             await wait(Math.min(2_000, 50 * 2 ** (n - 1)), lost);
           } finally {
             timer.clear();
@@ -405,6 +414,7 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
         const input = await validate(definition.input, journal.input, `saga ${definition.name}`);
         await definition.run(collect, input).catch(() => undefined);
       }
+      const compensateUntil = clock.now() + compensationRetryMs;
       for (const record of [...journal.steps].reverse()) {
         if (record.status === "compensated") continue;
         const undo = compensations.get(record.name)?.compensate;
@@ -413,9 +423,10 @@ export function createSagaRunner(options: SagaRunnerOptions): SagaRunner {
             await attempt(
               `${record.name}/compensate`,
               (step) => undo(record.result, step),
-              COMPENSATION_ATTEMPTS,
+              Number.POSITIVE_INFINITY,
               30_000,
               false,
+              compensateUntil,
             );
           } catch (error) {
             if (error instanceof Fenced || lost.aborted) return undefined;

@@ -32,6 +32,7 @@ import { RetryBudget } from "../resilience/retry-budget.js";
 import type { Client, ClientOptions } from "../service/client.js";
 import type { ServiceContract, ServiceContractSpec } from "../service/define-service.js";
 import type { CallOptions, Principal, RoutingStrategy } from "./context.js";
+import { ADMIN_SERVICE } from "./admin.js";
 import { DeadlineQueue, type DeadlineItem } from "./deadline-queue.js";
 import type { NodeStats, ResilienceEvent } from "./events.js";
 import type { Member, Membership } from "./membership.js";
@@ -634,7 +635,9 @@ export class Calling {
         target = member.target;
         version = instance.version;
       }
-      if (member !== undefined && guardsNode(call.policies)) {
+      // The admin service is not guarded by the node's breaker: an operator must reach a node
+      // whose services fail (to read and clear the faults that make them fail).
+      if (member !== undefined && guardsNode(call.policies) && binding.service !== ADMIN_SERVICE) {
         nodeBreaker = this.breakerFor(member);
         if (nodeBreaker !== undefined && !nodeBreaker.allow()) {
           this.host.counters.circuitRejected++;

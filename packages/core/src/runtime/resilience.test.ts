@@ -96,6 +96,12 @@ describe("circuit breakers and fault injection", () => {
     expect(rule.hits).toBeLessThanOrEqual(3);
     expect(caller.stats().breakerOpened).toBe(1);
     expect(caller.stats().retries).toBeGreaterThan(0);
+    // The open breaker does not keep an operator from the node's admin service.
+    const listed = (await run(
+      cluster,
+      caller.call(ADMIN_SERVICE, "faultList", {}, { node: "n1" }),
+    )) as Array<{ id: string }>;
+    expect(listed.map((r) => r.id)).toEqual([rule.id]);
 
     n1.faults.clear();
     await cluster.advance(1_000);

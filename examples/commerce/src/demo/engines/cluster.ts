@@ -351,6 +351,7 @@ export async function startEnginesCluster(
       `, JetStream R${replicas}; PostgreSQL ${postgres === undefined ? "by URL" : `on 127.0.0.1:${postgres.primary.port}`}`;
     const cluster: EnginesCluster = {
       mode: "engines",
+      canPartition: nats !== undefined,
       description,
       regions: DEMO_REGIONS,
       gateways: { eu: gatewayOf("eu"), us: gatewayOf("us") },

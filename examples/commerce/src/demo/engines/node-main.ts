@@ -34,7 +34,7 @@ import { startOrderConsumers } from "../../services/order-consumers.js";
 import { ordersService } from "../../services/orders.js";
 import { paymentsService } from "../../services/payments.js";
 import { SERVICE_RESILIENCE } from "../embedded-cluster.js";
-import { COMMERCE_SLOS } from "../run-demo.js";
+import { COMMERCE_SLOS } from "../slos.js";
 import { LEDGER_STREAM, NATS_CONNECTION, enginesNames, parseNodeConfig } from "./node-config.js";
 import { openStockKv } from "./stock-kv.js";
 
