@@ -35,7 +35,7 @@ describe("strata demo --chaos", () => {
       env: {},
     };
     const code = await main(
-      ["demo", "--duration", "2", "--no-faults", "--chaos", "--chaos-out", out],
+      ["demo", "--duration", "2", "--no-faults", "--no-report", "--chaos", "--chaos-out", out],
       io,
     );
     expect(code, io.err.text.slice(-3_000)).toBe(0);

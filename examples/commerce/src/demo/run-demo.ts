@@ -441,6 +441,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       breakerStates.set(event.target, event.state.type);
       if (event.state.type === "open") view.incident(`breaker for ${event.target} opened`);
     });
+    const traffic = trafficProfile(cluster.mode, options.browseRate);
     const inSpike = (elapsedMs: number): boolean =>
       elapsedMs >= durationMs * SPIKE.from && elapsedMs < durationMs * SPIKE.to;
 
@@ -626,15 +627,15 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       skus: products.map((p) => p.sku),
     });
     const autoscaleRun = autoscaleLeg.run(durationMs, options.signal);
-    // Shoppers in the us region edit carts, arriving whatever the replies do: 200 a second,
-    // 450 in the spike.
+    // Shoppers in the us region edit carts, arriving whatever the replies do (embedded: 200 a second,
+    // 450 in the spike).
     const usLoad = runOpenLoad({
-      rate: (ms) => (inSpike(ms) ? 450 : 200),
+      rate: (ms) => (inSpike(ms) ? traffic.carts.spike : traffic.carts.base),
       durationMs,
       call: () => cartUpdate(cartUs, "us"),
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });
-    // Checkouts: 25 orders a second, 75 in the spike, each a saga (reserve, charge, confirm)
+    // Checkouts (embedded: 25 a second, 75 in the spike), each a saga (reserve, charge, confirm)
     // whose outcome is published as an event through the outbox.
     const orderRandom = seededRandom(11);
     let orderNumber = 0;
@@ -653,7 +654,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         internalErrors.push(error.message);
     };
     const ordersLoad = runOpenLoad({
-      rate: (ms) => (inSpike(ms) ? 75 : 25),
+      rate: (ms) => (inSpike(ms) ? traffic.checkouts.spike : traffic.checkouts.base),
       durationMs,
       call: async () => {
         const product = products[
@@ -698,11 +699,10 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       state.breakersOpen = [...breakerStates.values()].filter((x) => x === "open").length;
       view.render();
     }, 250);
-    const browseRate = options.browseRate ?? 1_500;
     let browseReport: OpenLoadReport;
     try {
       browseReport = await runOpenLoad({
-        rate: (ms) => (inSpike(ms) ? 2 * browseRate : browseRate),
+        rate: (ms) => (inSpike(ms) ? traffic.browse.spike : traffic.browse.base),
         durationMs,
         call: async () => {
           progressCalls++;
@@ -739,15 +739,18 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     view.close();
     // Let replication finish: carts must converge once the regions can talk.
     const convergeBy = performance.now() + (cluster.mode === "embedded" ? 10_000 : 30_000);
-    while (!(await cartsEqual()) && performance.now() < convergeBy)
+    while (!(await cartsEqual().catch(() => false)) && performance.now() < convergeBy)
       await new Promise((resolve) => setTimeout(resolve, 20));
-    const converged = await cartsEqual();
+    const converged = await cartsEqual().catch((error: unknown) => {
+      view.incident(`could not read the cart replicas: ${(error as Error).message}`);
+      return false;
+    });
     stopWatching = true;
     await convergence;
     if (converged && convergedAfterMs === null && healedAt !== undefined) {
       convergedAfterMs = Math.round(performance.now() - healedAt);
     }
-    const cartReplicas = await cluster.cartReplicas();
+    const cartReplicas = await cluster.cartReplicas().catch(() => []);
 
     // Invariants: no overselling, and every unit is either available or reserved.
     const stock = createStateStore(cluster.stockKv, "stock");
@@ -809,12 +812,14 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       policyEnforced: edge.unexpected === 0,
       // Over mTLS every records call was signed by a workload the records node verified.
       workloadsAuthenticated: workloadsAuthenticated(secureLeg.report()),
-      // The spike was met: replicas were added, and p99 came back under the SLO for good.
-      autoscaled:
-        durationMs < 5_000 ||
-        (autoscale.peakReplicas > autoscale.minReplicas &&
-          autoscale.recoveredAfterSeconds !== null),
     };
+    // The spike was met: replicas were added, and p99 came back under the SLO for good. Judged
+    // only when the spike lasts long enough for replicas to boot (a second each in this process,
+    // seconds as processes on the engines) and for p99 to settle after them.
+    if (durationMs >= (cluster.mode === "embedded" ? 5_000 : 15_000)) {
+      verdicts["autoscaled"] =
+        autoscale.peakReplicas > autoscale.minReplicas && autoscale.recoveredAfterSeconds !== null;
+    }
     // The slowest checkout is one trace from the gateway through the service nodes (their
     // spans are collected in this process only on the embedded profile).
     if (embedded) {
@@ -857,9 +862,9 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
           fromSecond: (durationMs * SPIKE.from) / 1000,
           toSecond: (durationMs * SPIKE.to) / 1000,
         },
-        browsePerSecond: { base: browseRate, spike: 2 * browseRate },
-        checkoutsPerSecond: { base: 25, spike: 75 },
-        usCartEditsPerSecond: { base: 200, spike: 450 },
+        browsePerSecond: traffic.browse,
+        checkoutsPerSecond: traffic.checkouts,
+        usCartEditsPerSecond: traffic.carts,
       },
       inventory: {
         reservations,
@@ -942,6 +947,21 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     await tracing.shutdown();
     if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Calls a second at the base of the profile and in the spike. On the engines profile every call
+ * crosses processes, NATS (replicated three times) and PostgreSQL on the same two cores as the
+ * nodes: the shop sees a tenth of the embedded traffic there.
+ */
+function trafficProfile(mode: DemoCluster["mode"], browseRate: number | undefined) {
+  const scale = mode === "embedded" ? 1 : 0.1;
+  const browse = browseRate ?? 1_500 * scale;
+  return {
+    browse: { base: browse, spike: 2 * browse },
+    checkouts: { base: 25 * scale, spike: 75 * scale },
+    carts: { base: 200 * scale, spike: 450 * scale },
+  };
 }
 
 /** A service node's counters and SLOs, read through the admin service. */

@@ -17,7 +17,8 @@ spike, an inventory fault, a partition between the regions and a consumer handov
 invariant is checked and reported, in the terminal and as an HTML page.
 
   --duration <seconds>   how long the traffic runs (default 60)
-  --rate <n>             browsing calls a second (default 1500; twice that in the spike)
+  --rate <n>             browsing calls a second (default 1500, 150 with --engines; twice that
+                         in the spike)
   --json                 print one JSON object with the report on stdout, nothing else
   --no-faults            run without the injected inventory fault
   --data <dir>           keep the durable state in <dir> (default: a temporary folder)
@@ -104,7 +105,9 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
   }
   const report = await runDemo({
     durationSeconds: positiveNumber("duration", values.duration, 60, 86_400),
-    browseRate: positiveInt("rate", values.rate, 1_500, 100_000),
+    ...(values.rate === undefined
+      ? {}
+      : { browseRate: positiveInt("rate", values.rate, 1_500, 100_000) }),
     json: values.json === true,
     faults: values["no-faults"] !== true,
     ...(values.data === undefined ? {} : { dataDir: values.data }),
