@@ -172,7 +172,8 @@ describe("strata demo", () => {
   it("prints one JSON report whose invariants hold", async () => {
     const dir = await mkdtemp(join(tmpdir(), "strata-demo-report-"));
     const html = join(dir, "report.html");
-    const r = await run(["demo", "--duration", "2", "--json", "--report", html]);
+    // A third of the default browsing rate: the other test files run beside this one.
+    const r = await run(["demo", "--duration", "2", "--rate", "500", "--json", "--report", html]);
     const page = await readFile(html, "utf8");
     await rm(dir, { recursive: true, force: true });
     expect(page).toMatch(/Every invariant held/);
@@ -253,7 +254,8 @@ describe("strata demo", () => {
     expect(report.calls.errors["INTERNAL"]).toBeUndefined();
     expect(report.resilience.faultHits).toBeGreaterThan(0);
     // A soft objective, not an invariant: a loaded CI machine sheds some calls during the fault
-    // (0.92-1.00 seen with the other test files running beside it).
+    // (0.87 seen at the default 1 500 browsing calls a second with the other test files running
+    // beside it; 0.92-1.00 at lower load).
     expect(report.resilience.successRateDuringFault).toBeGreaterThanOrEqual(0.9);
     // Checkouts ran as sagas; every order's outcome was published once and notified once.
     const orders = report.events.orders.confirmed + report.events.orders.cancelled;

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import {
   DeliverPolicy,
@@ -88,6 +89,7 @@ class NatsLog implements EventLog {
   private readonly syncAlways: boolean;
   private readonly clock: Clock;
   private readonly partitions = new Map<string, number>();
+  /** Aborts every follow when the log closes; each follow adds a listener (one per partition). */
   private readonly controller = new AbortController();
   private readonly timeoutMs: number;
   private closed = false;
@@ -102,6 +104,7 @@ class NatsLog implements EventLog {
     clock: Clock;
     timeoutMs: number;
   }) {
+    setMaxListeners(0, this.controller.signal);
     this.clock = init.clock;
     this.timeoutMs = init.timeoutMs;
     this.js = init.js;
