@@ -41,7 +41,7 @@ export interface DemoCluster extends AsyncDisposable {
   transport(): Transport;
   /** The strong state the services share: stock, orders, sagas, notifications, projections. */
   readonly kv: StrongKV;
-  /** Stock and reservations: a store sharded by key over a shard group per region. */
+  /** Products, stock and reservations: a store sharded by key over a shard group per region. */
   readonly stockKv: ShardedKv;
   /** The event log the services publish to (orders, the payments ledger). */
   readonly log: EventLog;

@@ -26,7 +26,7 @@ import {
 import { createSthSigner, loadOrWriteSthKeys, openLedger, type Ledger } from "@strata/ledger";
 import { seedCatalog, seedStock, type Product } from "../data/seed.js";
 import { cartItems, cartService } from "../services/cart.js";
-import { catalogService } from "../services/catalog.js";
+import { catalogService, seedProducts, storeProducts } from "../services/catalog.js";
 import { checkoutSaga, sagaCheckout } from "../services/checkout.js";
 import { inventoryService, seedInventory } from "../services/inventory.js";
 import { startOrderConsumers } from "../services/order-consumers.js";
@@ -75,7 +75,7 @@ export async function startEmbeddedCluster(
   const { dataDir } = options;
   const products = options.products ?? seedCatalog();
   const kv = await openEmbeddedKv({ dir: dataDir });
-  // Stock and reservations are sharded by SKU and order id over a store per region.
+  // Products, stock and reservations are sharded by key over a store per region.
   const stockKv = new ShardedKv(
     await Promise.all(
       Object.keys(DEMO_REGIONS).map(async (region) => ({
@@ -92,6 +92,7 @@ export async function startEmbeddedCluster(
   const sthKeys = await loadOrWriteSthKeys(join(dataDir, "ledger-keys"));
   const network = createEmbeddedNetwork();
   const serviceNodes: StrataNode[] = [];
+  const sources: Array<{ close(): void }> = [];
   const eventsByNode: Events[] = [];
   const runners: SagaRunner[] = [];
   const spaces: CrdtSpace[] = [];
@@ -104,6 +105,7 @@ export async function startEmbeddedCluster(
     await Promise.allSettled(
       [...serviceNodes, ...Object.values(gateways)].map((n) => n.stop({ drainTimeoutMs: 2_000 })),
     );
+    for (const source of sources) source.close();
     await ledger?.close();
     await blob.close();
     await log.close();
@@ -111,6 +113,7 @@ export async function startEmbeddedCluster(
     await kv.close();
   };
   try {
+    await seedProducts(stockKv, products);
     await seedInventory(stockKv, seedStock(products));
     // Payments post to a double-entry ledger. The embedded nodes share this process and its
     // log, so they share one replica (one writer, no conditional appends lost to each other);
@@ -129,12 +132,16 @@ export async function startEmbeddedCluster(
           id,
           region,
           transport: network.transport(),
-          services: [catalogService(products), inventoryService(stockKv)],
+          services: [inventoryService(stockKv)],
           heartbeatIntervalMs: 250,
           resilience: SERVICE_RESILIENCE,
           ...(telemetry === undefined ? {} : { telemetry }),
         });
         options.onServiceNode?.(node);
+        // The catalog reads products from the sharded store; listings from an index of it.
+        const productSource = await storeProducts(stockKv);
+        sources.push(productSource);
+        node.serve(catalogService(productSource));
         // Orders and payments: order outcomes and their events commit together (outbox).
         const events = createEvents({
           log,

@@ -1,7 +1,11 @@
-import { createEmbeddedNetwork, createNode } from "@strata/core";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createEmbeddedNetwork, createNode, createStateStore, openEmbeddedKv } from "@strata/core";
+import { waitFor } from "@strata/test-harness";
 import { describe, expect, it } from "vitest";
-import { seedCatalog } from "../data/seed.js";
-import { catalog, catalogService } from "./catalog.js";
+import { seedCatalog, type Product } from "../data/seed.js";
+import { catalog, catalogService, seedProducts, storeProducts } from "./catalog.js";
 
 async function catalogNode(products = seedCatalog()) {
   const node = createNode({
@@ -77,5 +81,43 @@ describe("catalog", () => {
       code: "INVALID_ARGUMENT",
       details: { issues: [expect.objectContaining({ path: "query" })] as unknown },
     });
+  });
+});
+
+describe("catalog on strong state", () => {
+  it("reads products from the store at once, and lists them from an index of it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "strata-catalog-"));
+    const kv = await openEmbeddedKv({ dir });
+    const products = seedCatalog(20);
+    await seedProducts(kv, products);
+    await seedProducts(kv, products); // seeding again keeps what is there
+    const source = await storeProducts(kv, { refreshMs: 20 });
+    const node = createNode({
+      id: "cat",
+      transport: createEmbeddedNetwork().transport(),
+      services: [catalogService(source)],
+    });
+    await node.start();
+    try {
+      const client = node.client(catalog);
+      const first = products[0] as Product;
+      expect(await client.getProduct({ id: first.id })).toEqual(first);
+      // A price change is read at once by id; the listing index catches up on its next reload.
+      await createStateStore(kv, "product").put(first.id, { ...first, priceMinor: 1 });
+      expect((await client.getProduct({ id: first.id })).priceMinor).toBe(1);
+      await waitFor(
+        async () => (await client.listProducts({ limit: 1 })).products[0]?.priceMinor === 1,
+        { message: "the listing index never reloaded" },
+      );
+      expect((await client.listProducts({ limit: 100 })).products).toHaveLength(20);
+      await expect(client.getProduct({ id: "p-9999" })).rejects.toMatchObject({
+        code: "NOT_FOUND",
+      });
+    } finally {
+      source.close();
+      await node.stop();
+      await kv.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

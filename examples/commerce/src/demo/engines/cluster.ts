@@ -68,6 +68,7 @@ import {
 import { seedCatalog, seedStock } from "../../data/seed.js";
 import { cart } from "../../services/cart.js";
 import { seedInventory } from "../../services/inventory.js";
+import { seedProducts } from "../../services/catalog.js";
 import { orders } from "../../services/orders.js";
 import { openPaymentAccounts } from "../../services/payments.js";
 import { DEMO_REGIONS, SERVICE_NODES, type DemoCluster, type DemoRegion } from "../cluster.js";
@@ -295,6 +296,7 @@ export async function startEnginesCluster(
     const products = seedCatalog();
     await Promise.all([
       seedInventory(stockKv, seedStock(products)),
+      seedProducts(stockKv, products),
       openPaymentAccounts(ledger, CUSTOMER_FUNDS_MINOR),
       events.declare(orders),
     ]);

@@ -25,9 +25,8 @@ import {
 import { STH_KEY_FILES, createSthSigner, importSthPrivateKeys, openLedger } from "@strata/ledger";
 import { createNatsTransport, openNatsLog } from "@strata/nats";
 import { openPostgresKv } from "@strata/postgres";
-import { seedCatalog } from "../../data/seed.js";
 import { cartService } from "../../services/cart.js";
-import { catalogService } from "../../services/catalog.js";
+import { catalogService, storeProducts } from "../../services/catalog.js";
 import { checkoutSaga, sagaCheckout } from "../../services/checkout.js";
 import { inventoryService } from "../../services/inventory.js";
 import { startOrderConsumers } from "../../services/order-consumers.js";
@@ -211,7 +210,9 @@ async function main(): Promise<void> {
     clock: node.clock,
   });
   closers.push(["events", () => events.close()]);
-  const products = seedCatalog();
+  // The catalog reads products from the sharded store; listings from an index of it.
+  const products = await storeProducts(stockKv);
+  closers.push(["catalog", () => Promise.resolve(products.close())]);
   node.serve(catalogService(products));
   node.serve(inventoryService(stockKv));
   node.serve(paymentsService(kv, { ledger }));
