@@ -23,11 +23,12 @@ afterAll(async () => {
 
 /**
  * `strata demo --engines nats,postgres`: the same demo with every service node a process of its
- * own on a NATS JetStream cluster and PostgreSQL started for the run; the fault, the partition
- * between the regions and the handover are real there. Every invariant must hold.
+ * own on a NATS JetStream cluster and PostgreSQL started for the run; the partition between the
+ * regions is real there, and with --chaos so are the nemeses (kill -9, SIGSTOP). Every invariant
+ * must hold.
  */
 describe("strata demo --engines nats,postgres", () => {
-  it("runs the commerce system as node processes on real engines, and every invariant holds", async () => {
+  it("runs the commerce system as node processes on real engines under real nemeses, and every invariant holds", async () => {
     const html = join(dir.path, "report.html");
     const io: Io & { out: Capture; err: Capture } = {
       out: new Capture(),
@@ -35,7 +36,17 @@ describe("strata demo --engines nats,postgres", () => {
       env: {},
     };
     const code = await main(
-      ["demo", "--engines", "nats,postgres", "--duration", "8", "--json", "--report", html],
+      [
+        "demo",
+        "--engines",
+        "nats,postgres",
+        "--chaos",
+        "--duration",
+        "8",
+        "--json",
+        "--report",
+        html,
+      ],
       io,
     );
     const report = JSON.parse(io.out.text) as {
@@ -49,7 +60,10 @@ describe("strata demo --engines nats,postgres", () => {
         handover: { node: string } | null;
       };
       documents: { rendered: number; orders: number };
-      resilience: { faultHits: number };
+      resilience: {
+        faultHits: number;
+        nemeses: Array<{ node: string; action: string }>;
+      };
       verdicts: Record<string, boolean>;
     };
     // Name the verdicts that failed (the exit code alone would not say which).
@@ -72,6 +86,13 @@ describe("strata demo --engines nats,postgres", () => {
     expect(report.events.handover?.node).toBe("n4");
     expect(report.documents.rendered).toBe(report.events.orders.confirmed);
     expect(report.resilience.faultHits).toBeGreaterThan(0);
+    // The nemeses were real: n3 killed with kill -9 and started again, n1 paused and resumed.
+    expect(report.resilience.nemeses.map((n) => `${n.node} ${n.action}`).sort()).toEqual([
+      "n1 paused (SIGSTOP)",
+      "n1 resumed (SIGCONT)",
+      "n3 killed (kill -9)",
+      "n3 restarted",
+    ]);
     // The traces of the node processes are not collected here: no verdict on them.
     expect(report.verdicts).not.toHaveProperty("orderTraced");
     expect(await readFile(html, "utf8")).toMatch(/Every invariant held/);

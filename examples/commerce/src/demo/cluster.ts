@@ -58,6 +58,15 @@ export interface DemoCluster extends AsyncDisposable {
   /** Cuts the regions apart (nodes and gateways of one region see only each other). */
   partitionRegions(): Promise<void>;
   heal(): Promise<void>;
+  /**
+   * Real nemeses on node processes (engines profile only): kill -9 a node, start it again, pause
+   * it (SIGSTOP) and let it go on (SIGCONT).
+   */
+  readonly nemeses?: {
+    kill(node: string): Promise<void>;
+    restart(node: string): Promise<void>;
+    pause(node: string, paused: boolean): void;
+  };
   /** Makes a node's order consumers leave their groups, as when it is drained. */
   stopConsuming(node: string): Promise<void>;
   /** Every service node's carts, cart id to items in a canonical JSON form. */

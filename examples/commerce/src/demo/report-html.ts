@@ -215,6 +215,11 @@ function details(report: DemoReport, title: string): string {
           ["ejections", res.ejections],
           ["errors", JSON.stringify(r.calls.errors)],
         ]) +
+        "<h4>Nemeses on node processes</h4>" +
+        table(
+          ["at (s)", "node", "what"],
+          res.nemeses.map((n) => [n.atSecond, n.node, n.action]),
+        ) +
         "<h4>Breaker transitions</h4>" +
         table(
           ["at (s)", "target", "state"],

@@ -83,6 +83,11 @@ export interface DemoOptions {
     readonly nats?: { readonly urls?: readonly string[] };
     readonly postgres?: { readonly url?: string };
   };
+  /**
+   * With the engines profile: real nemeses on the node processes besides the demo's own faults
+   * (a node killed with kill -9 and started again, another paused with SIGSTOP).
+   */
+  readonly nemeses?: boolean;
   /** Write the report as an HTML page to this file too. */
   readonly reportFile?: string;
 }
@@ -167,6 +172,12 @@ export interface DemoReport {
     readonly shed: number;
     readonly ejections: number;
     readonly faultHits: number;
+    /** Real nemeses on node processes (engines profile with nemeses on), in order. */
+    readonly nemeses: ReadonlyArray<{
+      readonly atSecond: number;
+      readonly node: string;
+      readonly action: string;
+    }>;
   };
   readonly events: {
     /** Checkout calls made, and how they ended for the caller. */
@@ -616,6 +627,33 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         );
       });
     }
+    // Real nemeses on the engines profile: kill -9 a us node after the partition heals and start
+    // it again; pause an eu node for a second and a half.
+    const nemeses: Array<{ atSecond: number; node: string; action: string }> = [];
+    const real = cluster.nemeses;
+    if (options.nemeses === true && real !== undefined && durationMs >= 5_000) {
+      const note = (node: string, action: string): void => {
+        nemeses.push({ atSecond: second(), node, action });
+        view.incident(`${node}: ${action}`);
+      };
+      const killed = DEMO_REGIONS.us[0];
+      const paused = DEMO_REGIONS.eu[0];
+      at(Math.round(durationMs * 0.62), async function kill() {
+        await real.kill(killed);
+        note(killed, "killed (kill -9)");
+      });
+      at(Math.round(durationMs * 0.72), async function restart() {
+        await real.restart(killed);
+        note(killed, "restarted");
+      });
+      at(Math.round(durationMs * 0.8), async function pause() {
+        real.pause(paused, true);
+        note(paused, "paused (SIGSTOP)");
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        real.pause(paused, false);
+        note(paused, "resumed (SIGCONT)");
+      });
+    }
     let progressCalls = 0;
     let progressErrors = 0;
     // Product pages check availability: the spike is five times the base rate, which the
@@ -900,6 +938,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         shed: nodeTelemetry.reduce((sum, n) => sum + n.shed, 0),
         ejections: gatewayStats.ejections,
         faultHits,
+        nemeses,
       },
       events: {
         checkouts: {
@@ -983,10 +1022,25 @@ async function readNodeTelemetry(
   return Promise.all(
     ids.map(async (id) => {
       const options = { node: id, timeoutMs: 5_000 };
-      const [stats, telemetry] = await Promise.all([
-        caller.call(ADMIN_SERVICE, "stats", {}, options) as Promise<NodeStats>,
-        caller.call(ADMIN_SERVICE, "telemetry", {}, options) as Promise<TelemetrySnapshot>,
-      ]);
+      let stats: NodeStats;
+      let telemetry: TelemetrySnapshot;
+      try {
+        [stats, telemetry] = await Promise.all([
+          caller.call(ADMIN_SERVICE, "stats", {}, options) as Promise<NodeStats>,
+          caller.call(ADMIN_SERVICE, "telemetry", {}, options) as Promise<TelemetrySnapshot>,
+        ]);
+      } catch {
+        // A node that is down at the end (a nemesis left it so) has nothing to report.
+        return {
+          id,
+          region: "?",
+          served: 0,
+          shed: 0,
+          inFlight: 0,
+          concurrencyLimit: null,
+          slos: [],
+        };
+      }
       return {
         id,
         region: telemetry.region,
@@ -1327,6 +1381,11 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
     `tracing      ${o.tracing.spans} spans kept (${o.tracing.sampler})${o.tracing.otlp === null ? "" : `, exported to ${o.tracing.otlp}`}`,
   );
   if (o.metrics.length > 0) log(`metrics      ${o.metrics.join(" ")}`);
+  if (r.resilience.nemeses.length > 0) {
+    log(
+      `nemeses      ${r.resilience.nemeses.map((n) => `${n.atSecond}s ${n.node} ${n.action}`).join(", ")}`,
+    );
+  }
   const transitions = r.resilience.breakerTransitions;
   log(
     `breakers     ${transitions.length === 0 ? "no transitions" : transitions.map((t) => `${t.atSecond}s ${t.target} ${t.state}`).join(", ")}`,

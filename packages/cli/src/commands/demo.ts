@@ -34,11 +34,14 @@ invariant is checked and reported, in the terminal and as an HTML page.
                          (npm run setup:engines provides nats-server) — or reached by URL:
   --nats-url <urls>      comma-separated NATS URLs of a running cluster (no partitions then)
   --postgres-url <url>   a PostgreSQL database to use
-  --chaos                after the demo, run its building blocks (stock registers on the strong
-                         KV, payments on the ledger, order events, carts and counters as CRDTs)
-                         on three Strata node processes and three NATS servers, kill a node,
-                         partition the regions, and print the checkers' verdicts (needs
-                         nats-server >= 2.10: npm run setup:engines)
+  --chaos                embedded: after the demo, run its building blocks (stock registers on
+                         the strong KV, payments on the ledger, order events, carts and counters
+                         as CRDTs) on three Strata node processes and three NATS servers, kill a
+                         node, partition the regions, and print the checkers' verdicts (needs
+                         nats-server >= 2.10: npm run setup:engines). With --engines: real
+                         nemeses on the demo's own node processes instead (n3 killed with
+                         kill -9 and started again, n1 paused with SIGSTOP), judged by the same
+                         verdicts
   --chaos-out <dir>      where the chaos report goes (default ./chaos-reports/demo-<time>)
   -h, --help             this text
 
@@ -94,6 +97,8 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
   const chaos = values.chaos === true;
   if (values["chaos-out"] !== undefined && !chaos)
     throw new UsageError("--chaos-out needs --chaos");
+  if (values["chaos-out"] !== undefined && engines !== undefined)
+    throw new UsageError("--chaos-out is for the embedded --chaos experiment, not --engines");
   if (chaos) {
     try {
       await findNatsServer();
@@ -113,14 +118,15 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     ...(values.data === undefined ? {} : { dataDir: values.data }),
     ...(otlp === undefined ? {} : { otlpUrl: otlp }),
     ...(metricsPort === undefined ? {} : { metricsPort }),
-    ...(engines === undefined ? {} : { engines }),
+    ...(engines === undefined ? {} : { engines, nemeses: chaos }),
     ...(reportFile === undefined ? {} : { reportFile }),
     ...(io.signal === undefined ? {} : { signal: io.signal }),
     out: io.out,
     err: io.err,
   });
   const demoOk = Object.values(report.verdicts).every(Boolean);
-  if (!chaos) return demoOk ? EXIT.ok : EXIT.failed;
+  // With --engines the nemeses ran on the demo's own processes, judged by its verdicts.
+  if (!chaos || engines !== undefined) return demoOk ? EXIT.ok : EXIT.failed;
   // Then the same building blocks on separate processes, under a killed node and a partition
   // between the regions (run after the embedded demo: on a small machine the two together
   // would starve each other of CPU and measure that instead).

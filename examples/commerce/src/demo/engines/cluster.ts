@@ -402,6 +402,20 @@ export async function startEnginesCluster(
           message: "the NATS routes did not come back after the heal",
         });
       },
+      nemeses: {
+        kill: async (node) => {
+          regionOf(node);
+          await processes.find((p) => p.id === node)?.kill();
+        },
+        restart: async (node) => {
+          regionOf(node);
+          await processes.find((p) => p.id === node)?.restart({ timeoutMs: 30_000 });
+        },
+        pause: (node, paused) => {
+          regionOf(node);
+          processes.find((p) => p.id === node)?.pause(paused);
+        },
+      },
       async stopConsuming(node) {
         regionOf(node);
         await processes.find((p) => p.id === node)?.stopConsuming();

@@ -26,7 +26,7 @@ const STOP_GRACE_MS = 10_000;
 export class NodeProcess {
   readonly id: string;
   readonly region: string;
-  private readonly config: EngineNodeConfig;
+  private config: EngineNodeConfig;
   private child: ChildProcess | undefined;
   private lines: Interface | undefined;
   private exited: Promise<void> = Promise.resolve();
@@ -98,10 +98,33 @@ export class NodeProcess {
     }
   }
 
+  /** kill -9: the process ends at once, mid-write, without closing anything. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (child === undefined || !this.running) return;
+    child.kill("SIGKILL");
+    await this.exited;
+    this.lines?.close();
+  }
+
+  /** Starts the process again after it died (it serves at once) and waits until it does. */
+  async restart(options: { timeoutMs: number; signal?: AbortSignal }): Promise<void> {
+    if (this.running) throw new StrataError("FAILED_PRECONDITION", `${this.id} is running`);
+    this.config = { ...this.config, hold: false };
+    await this.spawn();
+    await this.serve(options);
+  }
+
+  /** SIGSTOP (`true`) or SIGCONT (`false`): a paused process holds its connections and answers nothing. */
+  pause(paused: boolean): void {
+    if (this.running) this.child?.kill(paused ? "SIGSTOP" : "SIGCONT");
+  }
+
   /** SIGTERM (the node drains and closes its stores), SIGKILL after a grace period. */
   async stop(): Promise<void> {
     const child = this.child;
     if (child === undefined || !this.running) return;
+    child.kill("SIGCONT"); // a paused process cannot drain
     child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS);
     await this.exited;
