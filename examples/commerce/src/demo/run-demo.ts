@@ -369,6 +369,9 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
   let documentsLeg: DocumentsLeg | undefined;
   // Stopped before the secure leg's NATS server goes.
   const secureNodes: StrataNode[] = [];
+  // Ends the watch for converged carts (also when the run fails: its timers would keep the
+  // process alive).
+  let stopWatching = false;
   try {
     if (options.metricsPort !== undefined) {
       for (const [i, id] of SERVICE_NODES.entries()) {
@@ -535,7 +538,6 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       return true;
     };
     // After the partition heals: how long until every replica holds the same carts.
-    let stopWatching = false;
     const watchConvergence = async (): Promise<void> => {
       while (healedAt !== undefined && convergedAfterMs === null && !stopWatching) {
         const at = performance.now();
@@ -974,6 +976,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     else printSummary(result, log);
     return result;
   } finally {
+    stopWatching = true;
     view.close();
     await documentsLeg?.stop();
     await autoscaleLeg?.stop();
