@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { createStateStore, isStrataError } from "@strata/core";
 import { findNatsServer, findPostgresBin, waitFor } from "@strata/test-harness";
 import { describe, expect, it } from "vitest";
@@ -46,6 +47,12 @@ describe.skipIf(missing !== undefined)(
         expect(cluster.mode).toBe("engines");
         expect(cluster.processes().map((p) => p.id)).toEqual(SERVICE_NODES);
         expect(progress.at(-1)).toMatch(/^engines: ready in/);
+        // The configuration (with the PostgreSQL URL) is not on the command lines `ps` shows.
+        for (const pid of pids) {
+          const cmdline = await readFile(`/proc/${String(pid)}/cmdline`, "utf8");
+          expect(cmdline).toMatch(/node-main\.js/);
+          expect(cmdline).not.toMatch(/postgres|"id"/);
+        }
         const { eu, us } = cluster.gateways;
         const products = seedCatalog();
         const initialStock = seedStock(products);

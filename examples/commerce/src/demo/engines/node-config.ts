@@ -1,8 +1,12 @@
 import { StrataError } from "@strata/core";
 
+/** The environment variable a node process finds its configuration in (JSON). */
+export const NODE_CONFIG_ENV = "STRATA_COMMERCE_NODE_CONFIG";
+
 /**
- * What a commerce node process is started with: its one argument, as JSON. The engines cluster
- * writes it; `node-main` reads it.
+ * What a commerce node process is started with, as JSON in {@link NODE_CONFIG_ENV}: not an
+ * argument, which `ps` shows every user of the machine (the PostgreSQL URL may hold a password).
+ * The engines cluster writes it; `node-main` reads it.
  */
 export interface EngineNodeConfig {
   readonly id: string;
@@ -73,10 +77,13 @@ export const NATS_CONNECTION = {
   timeout: 2_000,
 } as const;
 
-/** Parses and checks a node's argument. */
+/** Parses and checks a node's configuration. */
 export function parseNodeConfig(text: string | undefined): EngineNodeConfig {
   if (text === undefined) {
-    throw new StrataError("INVALID_ARGUMENT", "usage: node-main <config JSON>");
+    throw new StrataError(
+      "INVALID_ARGUMENT",
+      `usage: ${NODE_CONFIG_ENV}=<config JSON> node node-main.js`,
+    );
   }
   const config = JSON.parse(text) as Partial<EngineNodeConfig>;
   const strings = ["id", "region", "postgresUrl", "namespace", "dir", "keysDir"] as const;

@@ -2,7 +2,7 @@
  * A commerce service node in a process of its own, on NATS and PostgreSQL: the same services,
  * built by the same factories and with the same options, as a node of the embedded demo.
  *
- * Started by the engines cluster with an {@link EngineNodeConfig} as its one argument (JSON). It
+ * Started by the engines cluster with an {@link EngineNodeConfig} (JSON) in its environment. It
  * prints `{"ready":true,...}` on stdout once it serves and its order consumers run, and takes
  * commands as JSON lines on stdin: `{"stopConsuming":true}` makes its order consumers and the
  * sales projection leave their groups (answered by `{"stoppedConsuming":true}`). Started with
@@ -34,7 +34,13 @@ import { ordersService } from "../../services/orders.js";
 import { paymentsService } from "../../services/payments.js";
 import { SERVICE_RESILIENCE } from "../embedded-cluster.js";
 import { COMMERCE_SLOS } from "../slos.js";
-import { LEDGER_STREAM, NATS_CONNECTION, enginesNames, parseNodeConfig } from "./node-config.js";
+import {
+  LEDGER_STREAM,
+  NATS_CONNECTION,
+  NODE_CONFIG_ENV,
+  enginesNames,
+  parseNodeConfig,
+} from "./node-config.js";
 import { openStockKv } from "./stock-kv.js";
 
 /** How long a stop may take before the process exits anyway. */
@@ -51,7 +57,7 @@ const say = (line: object): void => {
 
 async function main(): Promise<void> {
   note("modules loaded");
-  const config = parseNodeConfig(process.argv[2]);
+  const config = parseNodeConfig(process.env[NODE_CONFIG_ENV]);
   const names = enginesNames(config.namespace);
   await mkdir(config.dir, { recursive: true });
   // Whatever happens from here on, a closed stdin (the parent died) ends this process.

@@ -6,7 +6,7 @@ import { createInterface, type Interface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { StrataError } from "@strata/core";
 import { reapOnExit } from "@strata/test-harness/engines";
-import type { EngineNodeConfig, NodeCommand } from "./node-config.js";
+import { NODE_CONFIG_ENV, type EngineNodeConfig, type NodeCommand } from "./node-config.js";
 
 /** The node program: next to this module once built; from the sources, the built copy. */
 const NODE_MAIN = ((): string => {
@@ -57,7 +57,8 @@ export class NodeProcess {
   async spawn(): Promise<void> {
     await mkdir(this.config.dir, { recursive: true });
     const log = await open(this.logFile, "a");
-    const child = spawn(process.execPath, [NODE_MAIN, JSON.stringify(this.config)], {
+    const child = spawn(process.execPath, [NODE_MAIN], {
+      env: { ...process.env, [NODE_CONFIG_ENV]: JSON.stringify(this.config) },
       stdio: ["pipe", "pipe", log.fd],
     });
     await log.close();
