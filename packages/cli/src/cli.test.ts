@@ -2,28 +2,19 @@ import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { startNatsCluster, waitFor, type NatsCluster } from "@strata/test-harness";
+import { startNatsCluster, waitFor, type NatsCluster, TextCapture } from "@strata/test-harness";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main, type Io } from "./index.js";
-
-class Capture extends Writable {
-  text = "";
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 function io(
   env: Record<string, string> = {},
   signal?: AbortSignal,
-): Io & { out: Capture; err: Capture } {
+): Io & { out: TextCapture; err: TextCapture } {
   return {
-    out: new Capture(),
-    err: new Capture(),
+    out: new TextCapture(),
+    err: new TextCapture(),
     env,
     ...(signal === undefined ? {} : { signal }),
   };

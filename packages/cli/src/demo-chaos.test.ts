@@ -1,17 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import { tempDir, type TempDir } from "@strata/test-harness";
+import { tempDir, type TempDir, TextCapture } from "@strata/test-harness";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main, type Io } from "./index.js";
-
-class Capture extends Writable {
-  text = "";
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 let dir: TempDir;
 beforeAll(async () => {
@@ -29,9 +20,9 @@ afterAll(async () => {
 describe("strata demo --chaos", () => {
   it("kills a node, partitions the regions, and prints valid checker verdicts", async () => {
     const out = join(dir.path, "chaos");
-    const io: Io & { out: Capture; err: Capture } = {
-      out: new Capture(),
-      err: new Capture(),
+    const io: Io & { out: TextCapture; err: TextCapture } = {
+      out: new TextCapture(),
+      err: new TextCapture(),
       env: {},
     };
     const code = await main(
@@ -61,7 +52,7 @@ describe("strata demo --chaos", () => {
     expect(html).toContain("<svg");
     expect(html).toContain("kill -9 node-3");
     // The recorded register history, checked again from its file by the CLI.
-    const check = { out: new Capture(), err: new Capture(), env: {} };
+    const check = { out: new TextCapture(), err: new TextCapture(), env: {} };
     expect(await main(["check", "linearizable", join(out, "history-register.json")], check)).toBe(
       0,
     );

@@ -1,17 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import { tempDir, type TempDir } from "@strata/test-harness";
+import { tempDir, type TempDir, TextCapture } from "@strata/test-harness";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main, type Io } from "./index.js";
-
-class Capture extends Writable {
-  text = "";
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 let dir: TempDir;
 beforeAll(async () => {
@@ -30,9 +21,9 @@ afterAll(async () => {
 describe("strata demo --engines nats,postgres", () => {
   it("runs the commerce system as node processes on real engines under real nemeses, and every invariant holds", async () => {
     const html = join(dir.path, "report.html");
-    const io: Io & { out: Capture; err: Capture } = {
-      out: new Capture(),
-      err: new Capture(),
+    const io: Io & { out: TextCapture; err: TextCapture } = {
+      out: new TextCapture(),
+      err: new TextCapture(),
       env: {},
     };
     const code = await main(

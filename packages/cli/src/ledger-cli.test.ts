@@ -1,7 +1,7 @@
+import { TextCapture } from "@strata/test-harness";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { openEmbeddedLog } from "@strata/core";
 import {
   MemoryMerkleStore,
@@ -21,18 +21,10 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main, type Io } from "./index.js";
 
-class Capture extends Writable {
-  text = "";
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const io: Io & { out: Capture; err: Capture } = {
-    out: new Capture(),
-    err: new Capture(),
+  const io: Io & { out: TextCapture; err: TextCapture } = {
+    out: new TextCapture(),
+    err: new TextCapture(),
     env: {},
   };
   const code = await main(argv, io);

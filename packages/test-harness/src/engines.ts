@@ -20,3 +20,4 @@ export type { PostgresCluster, PostgresServer } from "./postgres.js";
 export { reapOnExit, releaseDir, removeOnExit } from "./reaper.js";
 export { BASE_RTO_MS, MAX_RTO_MS, startTcpProxy } from "./tcp-proxy.js";
 export type { CutMode, LinkFaults, TcpProxy, TcpProxyOptions, TcpProxyStats } from "./tcp-proxy.js";
+export { TextCapture } from "./text-capture.js";

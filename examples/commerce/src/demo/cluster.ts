@@ -69,7 +69,7 @@ export interface DemoCluster extends AsyncDisposable {
   };
   /** Makes a node's order consumers leave their groups, as when it is drained. */
   stopConsuming(node: string): Promise<void>;
-  /** Every service node's carts, cart id to items in a canonical JSON form. */
+  /** Every service node's carts, cart id to its items as JSON (`cartItems` lists SKUs in order). */
   cartReplicas(): Promise<ReadonlyArray<ReadonlyMap<string, string>>>;
   /** Stops every node and closes every store; removes what it created in temporary folders. */
   stop(): Promise<void>;

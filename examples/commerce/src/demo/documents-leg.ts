@@ -1,7 +1,6 @@
 import type { FunctionState, LatencyStats, StrataFunction } from "@strata/autoscale";
-import type { BlobInfo, BlobStore, Events, StrongKV, Subscription } from "@strata/core";
+import type { BlobInfo, BlobStore, StrongKV, Subscription } from "@strata/core";
 import { waitFor } from "@strata/test-harness/engines";
-import type { Customer, Product } from "../data/seed.js";
 import {
   DOCUMENTS_GROUP,
   INVOICES_PREFIX,
@@ -14,6 +13,7 @@ import {
   startOrderDocuments,
   type ConfirmedOrder,
   type InvoiceCheck,
+  type OrderDocumentsOptions,
 } from "../services/documents.js";
 import { orders, type Order } from "../services/orders.js";
 
@@ -77,15 +77,10 @@ export interface DocumentsLeg extends AsyncDisposable {
 }
 
 /** How the documents leg runs. */
-export interface DocumentsLegOptions {
-  /** Order events arrive here; `events.kv` also keeps the function's position by default. */
-  readonly events: Events;
-  /** Where order documents and invoices go. */
-  readonly blob: BlobStore;
-  /** Default `seedCustomers()`: the payments ledger's customers. */
-  readonly customers?: readonly Customer[];
-  /** The catalog, to name invoice lines. */
-  readonly products?: readonly Product[];
+export interface DocumentsLegOptions extends Pick<
+  OrderDocumentsOptions,
+  "events" | "blob" | "customers" | "products"
+> {
   /** Where the invoice function keeps its position and dead letters; default `events.kv`. */
   readonly kv?: StrongKV;
   /** Default 4. */

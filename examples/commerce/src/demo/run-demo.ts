@@ -98,15 +98,7 @@ export interface DemoReport {
   readonly profile: { readonly mode: "embedded" | "engines"; readonly description: string };
   readonly durationSeconds: number;
   readonly cluster: {
-    readonly nodes: ReadonlyArray<{
-      readonly id: string;
-      readonly region: string;
-      readonly served: number;
-      readonly shed: number;
-      /** At the end of the run: calls being served, and the adaptive concurrency limit. */
-      readonly inFlight: number;
-      readonly concurrencyLimit: number | null;
-    }>;
+    readonly nodes: ReadonlyArray<Omit<NodeTelemetry, "slos">>;
   };
   readonly calls: {
     readonly total: number;
@@ -873,14 +865,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       profile: { mode: cluster.mode, description: cluster.description },
       durationSeconds: Math.round(report.durationMs / 100) / 10,
       cluster: {
-        nodes: nodeTelemetry.map((n) => ({
-          id: n.id,
-          region: n.region,
-          served: n.served,
-          shed: n.shed,
-          inFlight: n.inFlight,
-          concurrencyLimit: n.concurrencyLimit,
-        })),
+        nodes: nodeTelemetry.map(({ slos: _slos, ...node }) => node),
       },
       calls: {
         total: report.calls,
@@ -1007,11 +992,12 @@ function trafficProfile(mode: DemoCluster["mode"], browseRate: number | undefine
 }
 
 /** A service node's counters and SLOs, read through the admin service. */
-interface NodeTelemetry {
+export interface NodeTelemetry {
   readonly id: string;
   readonly region: string;
   readonly served: number;
   readonly shed: number;
+  /** At the end of the run: calls being served, and the adaptive concurrency limit. */
   readonly inFlight: number;
   readonly concurrencyLimit: number | null;
   readonly slos: readonly SloStatus[];
