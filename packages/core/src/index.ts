@@ -79,6 +79,7 @@ export { compareHlc, createHlc, decodeHlc, encodeHlc } from "./ports/hlc.js";
 export type { Hlc, HybridClock } from "./ports/hlc.js";
 export { SLOTS, ShardedKv, prefixHashTag, slotOf } from "./state/sharded-kv.js";
 export type { ShardGroup, ShardMapSnapshot } from "./state/sharded-kv.js";
+export type { ShardCoordinationOptions } from "./state/shard-map.js";
 export type { StateStore, UpdateOptions, Versioned } from "./state/store.js";
 export type { EmbeddedNetwork, EmbeddedNetworkOptions } from "./adapters/embedded/index.js";
 export { runLoad } from "./load/run-load.js";

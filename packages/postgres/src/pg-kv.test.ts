@@ -1,4 +1,5 @@
 import {
+  checkRegisterHistory,
   describeStrongKvConformance,
   startPostgres,
   waitFor,
@@ -8,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  ShardedKv,
   action,
   anySchema,
   createEvents,
@@ -81,6 +83,115 @@ describe("PostgreSQL StrongKV", () => {
     ).rejects.toMatchObject({
       code: "UNAVAILABLE",
     });
+  });
+});
+
+describe("PostgreSQL StrongKV without a change log", () => {
+  it("writes one row per write, refuses watches, and keeps the choice in the namespace", async () => {
+    const namespace = `nolog${++namespaces}`;
+    const kv = await openPostgresKv({ url: pg.primary.url, namespace, watch: false, pollMs: 50 });
+    try {
+      expect(kv.capabilities.watch).toBe(false);
+      const verdict = await checkRegisterHistory(() => kv);
+      expect(verdict.result, JSON.stringify(verdict).slice(0, 2_000)).toBe("linearizable");
+      const first = await kv.put("n/a", new TextEncoder().encode("1"));
+      const second = await kv.compareAndSet("n/a", new TextEncoder().encode("2"), first);
+      expect(second).toBeGreaterThan(first);
+      expect(await kv.revision()).toBeGreaterThanOrEqual(second);
+      const txn = await kv.transaction({
+        checks: [{ key: "n/a", revision: second }],
+        writes: [
+          { type: "delete", key: "n/a" },
+          { type: "put", key: "n/b", value: new Uint8Array(1) },
+        ],
+      });
+      expect(txn).toBeGreaterThan(second);
+      expect(await kv.get("n/a")).toBeUndefined();
+      expect(() => kv.watch("n/")).toThrow(/keeps no change log/);
+      const client = new pgDriver.Client({ connectionString: pg.primary.url });
+      await client.connect();
+      const log = await client.query<{ t: string | null }>("SELECT to_regclass($1)::text AS t", [
+        `strata_kv_${namespace}_log`,
+      ]);
+      await client.end();
+      expect(log.rows[0]?.t).toBeNull();
+      await expect(openPostgresKv({ url: pg.primary.url, namespace })).rejects.toMatchObject({
+        code: "FAILED_PRECONDITION",
+        message: /created without a change log/,
+      });
+    } finally {
+      await kv.close();
+    }
+    // A namespace that keeps a log (as every namespace made before the choice existed) stays so.
+    const logged = `logged${++namespaces}`;
+    await (await openPostgresKv({ url: pg.primary.url, namespace: logged })).close();
+    await expect(
+      openPostgresKv({ url: pg.primary.url, namespace: logged, watch: false }),
+    ).rejects.toMatchObject({ code: "FAILED_PRECONDITION", message: /created with a change log/ });
+  });
+});
+
+describe("a sharded store on PostgreSQL with a map shared by routers", () => {
+  it("stays linearizable while one router moves slots and the others serve", async () => {
+    const run = ++namespaces;
+    const open = (name: string): Promise<StrongKV & { close(): Promise<void> }> =>
+      openPostgresKv({
+        url: pg.primary.url,
+        namespace: `shard${run}_${name}`,
+        watch: false,
+        poolSize: 3,
+        pollMs: 1_000,
+      });
+    const closers: Array<() => Promise<void>> = [];
+    const opened = async (name: string): Promise<StrongKV> => {
+      const kv = await open(name);
+      closers.push(() => kv.close());
+      return kv;
+    };
+    try {
+      // Three routers, each with connections of its own, as three processes would have.
+      const routers: ShardedKv[] = [];
+      for (let r = 0; r < 3; r++) {
+        const groups = [
+          { id: "a", region: "eu", kv: await opened("a") },
+          { id: "b", region: "us", kv: await opened("b") },
+        ];
+        const router = await ShardedKv.open(groups, {
+          coordination: {
+            kv: await opened("map"),
+            routerId: `router-${r}`,
+            leaseMs: 3_000,
+            pollMs: 50,
+            batchSlots: 64,
+            resolveGroup: async (g) => ({ ...g, kv: await opened(g.id) }),
+          },
+        });
+        closers.unshift(() => router.close());
+        routers.push(router);
+      }
+      let moved = -1;
+      const verdict = await checkRegisterHistory((p) => routers[p % 3] as ShardedKv, {
+        clients: 9,
+        operations: 300,
+        keys: 24,
+        during: async () => {
+          moved = await (routers[0] as ShardedKv).addGroup({
+            id: "c",
+            region: "eu",
+            kv: await opened("c"),
+          });
+        },
+      });
+      expect(verdict.result, JSON.stringify(verdict).slice(0, 2_000)).toBe("linearizable");
+      expect(moved).toBeGreaterThan(0);
+      await waitFor(() => routers.every((r) => r.map().epoch === routers[0]?.map().epoch), {
+        timeoutMs: 5_000,
+        message: "routers never agreed on the map",
+      });
+      expect(routers[2]?.map().owners.filter((o) => o === "c")).toHaveLength(341);
+    } finally {
+      for (const close of closers) await close();
+    }
   });
 });
 

@@ -44,6 +44,12 @@ export interface PostgresKvOptions {
   readonly pollMs?: number;
   /** Changes kept in the log for watches that resume; default 100 000. */
   readonly logRetention?: number;
+  /**
+   * Keep a change log so the namespace can be watched; default true. Without it a write is one
+   * row (about the cost of a plain upsert) and `watch` fails with UNIMPLEMENTED. Chosen when the
+   * namespace is created and kept in it: opening it with the other choice fails.
+   */
+  readonly watch?: boolean;
 }
 
 const NAMESPACE = /^[a-z][a-z0-9_]{0,40}$/;
@@ -69,6 +75,7 @@ function pgError(error: unknown, what: string): StrataError {
 interface Names {
   readonly data: string;
   readonly log: string;
+  readonly meta: string;
   readonly leases: string;
   readonly seq: string;
   readonly lockKey: string;
@@ -119,7 +126,9 @@ const MAX_KEY_LOCKS = 64;
  * write writes nothing, so it costs no WAL flush. Revisions may be left unused (a refused
  * compare-and-set draws one): revisions increase, with gaps.
  */
-function writeFunction(t: Names): string {
+function writeFunction(t: Names, logged: boolean): string {
+  const log = (values: string, columns = "revision, key, value"): string =>
+    logged ? `INSERT INTO ${t.log} (${columns}) VALUES (${values});` : "";
   return `CREATE OR REPLACE FUNCTION ${t.fn}(p_op text, p_key text, p_value bytea, p_lease text, p_expected bigint)
 RETURNS TABLE(outcome text, revision bigint, current_revision bigint) LANGUAGE plpgsql AS $fn$
 DECLARE cur bigint; rev bigint;
@@ -131,14 +140,19 @@ BEGIN
     -- revision) and log the change. Otherwise a put creates the row with the same revision,
     -- and a compare-and-set goes on to report the conflict (its revision stays unused).
     rev := nextval('${t.seq}');
-    WITH changed AS (
+    ${
+      logged
+        ? `WITH changed AS (
       UPDATE ${t.data} d SET value = p_value, revision = rev, lease = NULL
       WHERE d.key = p_key AND (p_expected IS NULL OR d.revision = p_expected) RETURNING d.key)
-    INSERT INTO ${t.log} (revision, key, value) SELECT rev, changed.key, p_value FROM changed;
+    INSERT INTO ${t.log} (revision, key, value) SELECT rev, changed.key, p_value FROM changed;`
+        : `UPDATE ${t.data} d SET value = p_value, revision = rev, lease = NULL
+      WHERE d.key = p_key AND (p_expected IS NULL OR d.revision = p_expected);`
+    }
     IF FOUND THEN RETURN QUERY SELECT 'ok'::text, rev, COALESCE(p_expected, 0); RETURN; END IF;
     IF p_expected IS NULL THEN
       INSERT INTO ${t.data} (key, value, revision, create_revision) VALUES (p_key, p_value, rev, rev);
-      INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_key, p_value);
+      ${log("rev, p_key, p_value")}
       RETURN QUERY SELECT 'ok'::text, rev, 0::bigint; RETURN;
     END IF;
   END IF;
@@ -153,7 +167,7 @@ BEGIN
   rev := nextval('${t.seq}');
   IF p_op = 'delete' THEN
     DELETE FROM ${t.data} d WHERE d.key = p_key;
-    INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_key, NULL);
+    ${log("rev, p_key, NULL")}
   ELSE
     -- The key's lock is held: the row is there exactly when cur <> 0.
     IF cur = 0 THEN
@@ -161,7 +175,7 @@ BEGIN
     ELSE
       UPDATE ${t.data} d SET value = p_value, revision = rev, lease = p_lease WHERE d.key = p_key;
     END IF;
-    INSERT INTO ${t.log} (revision, key, value, lease) VALUES (rev, p_key, p_value, p_lease);
+    ${log("rev, p_key, p_value, p_lease", "revision, key, value, lease")}
   END IF;
   RETURN QUERY SELECT 'ok'::text, rev, cur;
 END
@@ -174,7 +188,9 @@ $fn$`;
  * order given (key order). Refused, it returns the failing check's or write's index (from 1)
  * before writing anything.
  */
-function transactionFunction(t: Names): string {
+function transactionFunction(t: Names, logged: boolean): string {
+  const log = (values: string, columns = "revision, key, value"): string =>
+    logged ? `INSERT INTO ${t.log} (${columns}) VALUES (${values});` : "";
   return `CREATE OR REPLACE FUNCTION ${t.txnFn}(p_check_keys text[], p_check_revisions bigint[], p_deletes boolean[], p_keys text[], p_values bytea[], p_leases text[])
 RETURNS TABLE(outcome text, last_revision bigint, failed_index integer, current_revision bigint) LANGUAGE plpgsql AS $fn$
 DECLARE cur bigint; rev bigint := 0; i integer; lock_id bigint;
@@ -204,14 +220,18 @@ BEGIN
     rev := nextval('${t.seq}');
     IF p_deletes[i] THEN
       DELETE FROM ${t.data} d WHERE d.key = p_keys[i];
-      INSERT INTO ${t.log} (revision, key, value) VALUES (rev, p_keys[i], NULL);
+      ${log("rev, p_keys[i], NULL")}
     ELSE
       INSERT INTO ${t.data} AS d (key, value, revision, create_revision, lease) VALUES (p_keys[i], p_values[i], rev, rev, p_leases[i])
         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = EXCLUDED.lease;
-      INSERT INTO ${t.log} (revision, key, value, lease) VALUES (rev, p_keys[i], p_values[i], p_leases[i]);
+      ${log("rev, p_keys[i], p_values[i], p_leases[i]", "revision, key, value, lease")}
     END IF;
   END LOOP;
-  IF rev = 0 THEN SELECT COALESCE(max(l.revision), 0) INTO rev FROM ${t.log} l; END IF;
+  IF rev = 0 THEN ${
+    logged
+      ? `SELECT COALESCE(max(l.revision), 0) INTO rev FROM ${t.log} l;`
+      : `SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO rev FROM ${t.seq} q;`
+  } END IF;
   RETURN QUERY SELECT 'ok'::text, rev, 0, 0::bigint;
 END
 $fn$`;
@@ -283,7 +303,8 @@ interface HorizonRow {
  * sequence. Watchers read the log only up to a horizon below which no running transaction can
  * still commit (see {@link horizonFunction}), so they see every change in revision order.
  * Reads go to the primary; stale reads to the standby when one is configured. Leases are swept
- * by every open adapter (the first to see an expiry deletes).
+ * by every open adapter (the first to see an expiry deletes). A namespace created with
+ * `watch: false` keeps no change log: a write is one row, and watches are refused.
  */
 class PostgresKvStore implements StrongKV {
   readonly name = "postgres";
@@ -294,6 +315,9 @@ class PostgresKvStore implements StrongKV {
   private readonly pollMs: number;
   private readonly retention: number;
   private readonly t: Names;
+  /** Whether the namespace keeps a change log (and so can be watched). */
+  private readonly logged: boolean;
+  private readonly namespace: string;
   private readonly watchers = new Set<() => void>();
   private sweeper: Timer | undefined;
   private listener: pg.PoolClient | undefined;
@@ -334,6 +358,7 @@ class PostgresKvStore implements StrongKV {
     this.t = {
       data: `strata_kv_${ns}`,
       log: `strata_kv_${ns}_log`,
+      meta: `strata_kv_${ns}_meta`,
       leases: `strata_kv_${ns}_leases`,
       seq: `strata_kv_${ns}_rev`,
       lockKey: `strata_kv_${ns}`,
@@ -342,20 +367,45 @@ class PostgresKvStore implements StrongKV {
       horizonFn: `strata_kv_${ns}_horizon`,
       watchChannel: `strata_kv_${ns}_watch`,
     };
+    this.logged = options.watch ?? true;
+    this.namespace = options.namespace;
     this.capabilities = {
       staleReads: this.standby !== undefined,
       leases: true,
-      watch: true,
+      watch: this.logged,
       transactions: true,
     };
   }
 
   async init(): Promise<void> {
-    const { data, log, leases, seq } = this.t;
+    const { data, log, leases, seq, meta } = this.t;
     const client = await this.pool.connect();
     try {
       await client.query("BEGIN");
       await client.query("SELECT pg_advisory_xact_lock(hashtext('strata_kv_schema'))");
+      // Whether the namespace keeps a change log is fixed at its creation (namespaces made
+      // before the choice existed all keep one): every process must write it, or none.
+      const existed = await client.query<{ e: boolean }>(
+        "SELECT to_regclass($1) IS NOT NULL AS e",
+        [data],
+      );
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${meta} (name text PRIMARY KEY, value text NOT NULL)`,
+      );
+      await client.query(
+        `INSERT INTO ${meta} (name, value) VALUES ('watch', $1) ON CONFLICT (name) DO NOTHING`,
+        [existed.rows[0]?.e === true || this.logged ? "on" : "off"],
+      );
+      const kept = await client.query<{ value: string }>(
+        `SELECT value FROM ${meta} WHERE name = 'watch'`,
+      );
+      const keptLog = kept.rows[0]?.value !== "off";
+      if (keptLog !== this.logged) {
+        throw new StrataError(
+          "FAILED_PRECONDITION",
+          `namespace ${this.namespace} was created ${keptLog ? "with" : "without"} a change log; open it with watch: ${String(keptLog)}`,
+        );
+      }
       await client.query(`CREATE SEQUENCE IF NOT EXISTS ${seq}`);
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${leases} (id text PRIMARY KEY, ttl_ms integer NOT NULL, expires_at timestamptz NOT NULL)`,
@@ -366,12 +416,14 @@ class PostgresKvStore implements StrongKV {
       await client.query(
         `CREATE INDEX IF NOT EXISTS ${data}_lease ON ${data}(lease) WHERE lease IS NOT NULL`,
       );
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS ${log} (revision bigint PRIMARY KEY, key text NOT NULL, value bytea, lease text)`,
-      );
-      await client.query(writeFunction(this.t));
-      await client.query(transactionFunction(this.t));
-      await client.query(horizonFunction(this.t));
+      if (this.logged) {
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${log} (revision bigint PRIMARY KEY, key text NOT NULL, value bytea, lease text)`,
+        );
+        await client.query(horizonFunction(this.t));
+      }
+      await client.query(writeFunction(this.t, this.logged));
+      await client.query(transactionFunction(this.t, this.logged));
       await client.query("COMMIT");
     } catch (error) {
       await client.query("ROLLBACK").catch(() => undefined);
@@ -379,6 +431,12 @@ class PostgresKvStore implements StrongKV {
     } finally {
       client.release();
     }
+    if (this.logged) await this.listen();
+    this.scheduleSweep();
+  }
+
+  /** Listens for other processes' changes and watchers (namespaces with a change log). */
+  private async listen(): Promise<void> {
     this.listener = await this.pool.connect();
     // Errors surface on the calls that use the pool; a lost listener only delays watchers.
     this.listener.on("error", () => undefined);
@@ -394,7 +452,6 @@ class PostgresKvStore implements StrongKV {
     await this.listener.query(`LISTEN ${this.t.data}`);
     await this.listener.query(`LISTEN ${this.t.watchChannel}`);
     await this.lookForWatchers();
-    this.scheduleSweep();
   }
 
   private check(signal?: AbortSignal): void {
@@ -416,6 +473,7 @@ class PostgresKvStore implements StrongKV {
    * and every poll interval the adapter looks again (a watcher that goes away is noticed there).
    */
   private changed(): void {
+    if (!this.logged) return;
     this.wakeWatchers();
     if (!this.othersWatch) return;
     if (this.notifying !== undefined) {
@@ -475,10 +533,11 @@ class PostgresKvStore implements StrongKV {
     const rev = await client.query<{ r: string }>(`SELECT nextval('${seq}') AS r`);
     const revision = Number(rev.rows[0]?.r);
     await client.query(`DELETE FROM ${data} WHERE key = $1`, [key]);
-    await client.query(`INSERT INTO ${log} (revision, key, value) VALUES ($1, $2, NULL)`, [
-      revision,
-      key,
-    ]);
+    if (this.logged)
+      await client.query(`INSERT INTO ${log} (revision, key, value) VALUES ($1, $2, NULL)`, [
+        revision,
+        key,
+      ]);
     return revision;
   }
 
@@ -685,9 +744,14 @@ class PostgresKvStore implements StrongKV {
     throw new StrataError("INTERNAL", `transaction answered ${row.outcome}`);
   }
 
+  /**
+   * The newest committed revision (from the change log); in a namespace without one, the last
+   * revision drawn, which a write still running may be about to commit.
+   */
   async revision(options: KvCallOptions = {}): Promise<number> {
     this.check(options.signal);
     try {
+      if (!this.logged) return await this.lastAllocated();
       const r = await this.pool.query<{ r: string | null }>(
         `SELECT max(revision) AS r FROM ${this.t.log}`,
       );
@@ -804,6 +868,12 @@ class PostgresKvStore implements StrongKV {
   ): AsyncIterable<KvEvent> {
     this.check(options.signal);
     checkPrefix(prefix);
+    if (!this.logged) {
+      throw new StrataError(
+        "UNIMPLEMENTED",
+        `namespace ${this.namespace} keeps no change log (opened with watch: false); it cannot be watched`,
+      );
+    }
     // Set by a wake that comes while the watcher is querying, so it is not lost.
     let woken = false;
     let resume: (() => void) | undefined;
@@ -971,17 +1041,18 @@ class PostgresKvStore implements StrongKV {
   }
 
   private async sweep(): Promise<void> {
-    await this.lookForWatchers();
+    if (this.logged) await this.lookForWatchers();
     try {
       // Look first: ending leases takes the namespace lock alone, which pauses every writer.
       const expired = await this.pool.query(
         `SELECT 1 FROM ${this.t.leases} WHERE expires_at <= now() LIMIT 1`,
       );
       if (expired.rows.length > 0) await this.endLeases("expires_at <= now()", []);
-      await this.pool.query(
-        `DELETE FROM ${this.t.log} WHERE revision < (SELECT max(revision) FROM ${this.t.log}) - $1`,
-        [this.retention],
-      );
+      if (this.logged)
+        await this.pool.query(
+          `DELETE FROM ${this.t.log} WHERE revision < (SELECT max(revision) FROM ${this.t.log}) - $1`,
+          [this.retention],
+        );
     } catch {
       // The next sweep tries again; a lost connection is reported by the calls that need it.
     }

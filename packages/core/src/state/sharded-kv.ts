@@ -10,11 +10,29 @@ import type {
   StrongKV,
 } from "../ports/strong-kv.js";
 import { hash32 } from "../runtime/hash-ring.js";
+import { systemClock, type Clock, type Timer } from "../ports/clock.js";
 import { EventQueue } from "./event-queue.js";
 import { checkKey, checkPrefix, checkTransaction } from "./keys.js";
+import {
+  awaitRouters,
+  coordinationKeys,
+  decodeShardMap,
+  encodeRouterRecord,
+  encodeShardMap,
+  type ShardCoordinationOptions,
+  type StoredShardMap,
+} from "./shard-map.js";
 
 /** Hash slots keys are spread over; shard groups own slots, never keys directly. */
 export const SLOTS = 1024;
+
+/**
+ * Revisions of a sharded store carry the slot's generation (how many times it has moved) above
+ * the group's own revision: `generation × 2^40 + revision`. A key copied to another group gets
+ * a revision there that may equal one it had in the old group; without the generation, a
+ * compare-and-set holding the old revision could succeed against a newer value.
+ */
+const GENERATION = 2 ** 40;
 
 /** One shard group: a StrongKV (a bucket, a database) placed in a region. */
 export interface ShardGroup {
@@ -54,15 +72,141 @@ export function slotOf(key: string, hashTag?: (key: string) => string): number {
   return hash32(hashTag === undefined ? key : hashTag(key)) % SLOTS;
 }
 
+/** A coordinated router's state (see {@link ShardedKv.open}). */
+interface Coordination {
+  readonly kv: StrongKV;
+  readonly mapKey: string;
+  readonly routers: string;
+  readonly routerKey: string;
+  readonly routerId: string;
+  readonly leaseMs: number;
+  readonly pollMs: number;
+  readonly batchSlots: number;
+  readonly ackTimeoutMs: number;
+  readonly clock: Clock;
+  readonly resolveGroup: ShardCoordinationOptions["resolveGroup"];
+  /** Until when (monotonic) this router may serve: its last heartbeat's send time plus the lease. */
+  validUntil: number;
+  lastBeat: number;
+  timer: Timer | undefined;
+  /** Map reads, applies and heartbeats run one at a time, in this chain. */
+  serial: Promise<unknown>;
+  closed: boolean;
+}
+
+/** Revisions of one slot's generation, to and from its group's own (see {@link GENERATION}). */
+class Revisions {
+  private readonly generation: number;
+  constructor(generation: number) {
+    this.generation = generation;
+  }
+
+  fromGroup(revision: number): number {
+    return revision === 0 ? 0 : this.generation * GENERATION + revision;
+  }
+
+  /** The group's revision for a revision of this store; undefined if from another generation. */
+  toGroup(revision: number): number | undefined {
+    if (revision === 0) return 0;
+    return Math.floor(revision / GENERATION) === this.generation
+      ? revision % GENERATION
+      : undefined;
+  }
+
+  entry(entry: KvEntry | undefined): KvEntry | undefined {
+    if (entry === undefined) return undefined;
+    const out = { ...entry, revision: this.fromGroup(entry.revision) };
+    return entry.createRevision === undefined
+      ? out
+      : { ...out, createRevision: this.fromGroup(entry.createRevision) };
+  }
+
+  /** A group's refusal with the current revision as this store gives it. */
+  async translate<T>(call: Promise<T>): Promise<T> {
+    try {
+      return await call;
+    } catch (error) {
+      const current = (error as StrataError).details?.currentRevision;
+      if (!(error instanceof StrataError) || typeof current !== "number") throw error;
+      throw new StrataError(
+        error.code,
+        error.message.replace(/revision \d+/, `revision ${this.fromGroup(current)}`),
+        {
+          cause: error,
+          details: { ...error.details, currentRevision: this.fromGroup(current) },
+        },
+      );
+    }
+  }
+
+  /**
+   * The refusal of a revision from an earlier generation: the key has moved to another group
+   * since it was read. ABORTED, not FAILED_PRECONDITION: its value may be the same, only its
+   * revision changed, so the caller should read again and retry.
+   */
+  async moved(kv: StrongKV, key: string, expected: number): Promise<StrataError> {
+    const current = this.fromGroup((await kv.get(key))?.revision ?? 0);
+    return new StrataError(
+      "ABORTED",
+      `key ${key} moved to another shard group since revision ${expected} was read; read it again`,
+      { details: { key, currentRevision: current, expectedRevision: expected, reason: "moved" } },
+    );
+  }
+}
+
+/**
+ * The slots a new group takes so that `groups` groups (the new one included) own an even share:
+ * taken from the groups that own the most.
+ */
+export function slotsToGive(owners: readonly string[], groups: number): number[] {
+  const share = Math.floor(SLOTS / groups);
+  const counts = new Map<string, number[]>();
+  owners.forEach((owner, slot) => {
+    const list = counts.get(owner) ?? [];
+    list.push(slot);
+    counts.set(owner, list);
+  });
+  const take: number[] = [];
+  while (take.length < share) {
+    const [, slots] = [...counts].sort((a, b) => b[1].length - a[1].length)[0] as [
+      string,
+      number[],
+    ];
+    take.push(slots.pop() as number);
+  }
+  return take;
+}
+
+/** Lists every entry of a store (page by page). */
+async function listAll(kv: StrongKV): Promise<KvEntry[]> {
+  const entries: KvEntry[] = [];
+  let after: string | undefined;
+  do {
+    const page = await kv.list("", { limit: 1_000, ...(after === undefined ? {} : { after }) });
+    entries.push(...page.entries);
+    after = page.next;
+  } while (after !== undefined);
+  return entries;
+}
+
 /**
  * A StrongKV spread over shard groups by hash slot. Each key lives in exactly one group, so
  * per-key guarantees (linearizability, compare-and-set) are the group's. Revisions are per group:
- * compare them only for the same key. Adding a group moves an even share of slots to it, slot by
- * slot: writes to a moving slot wait while its keys are copied and removed from the old owner,
+ * compare them only for the same key. Adding a group moves an even share of slots to it:
+ * operations on a moving slot wait while its keys are copied and removed from the old owner,
  * so no write is lost or applied twice.
  *
- * Rebalancing is coordinated by this object: every write to the sharded store must go through
- * it (one process owns the map). Cross-process fencing of a shared map is not implemented.
+ * Two modes. `new ShardedKv(groups)` keeps the map in this object: every call on the sharded
+ * store must go through it (one process). `ShardedKv.open(groups, { coordination })` keeps the
+ * map in a shared linearizable store, and any number of routers in any number of processes
+ * route by it. Each router holds a lease renewed by a heartbeat that also says which map epoch
+ * it applies. A rebalance freezes a batch of slots in the map, waits until every router has
+ * applied the freeze (and drained its calls on those slots) or has gone silent past its lease,
+ * then copies the keys, hands the slots over and deletes the old copies. A router that cannot
+ * renew its lease stops serving, and a call whose answer arrives after its router's lease ran
+ * out fails with UNAVAILABLE (outcome unknown) rather than reporting a result the rebalance may
+ * have overtaken. Fencing rests on clock rates, not clock agreement: a rebalance waits out a
+ * silent router's lease on its own clock, plus a 10% margin.
  */
 export class ShardedKv implements StrongKV {
   readonly name = "sharded";
@@ -76,6 +220,11 @@ export class ShardedKv implements StrongKV {
   /** Operations in flight per slot, and the mover waiting for a slot to go quiet. */
   private readonly active: number[] = [];
   private readonly quiet = new Map<number, () => void>();
+  /** Coordinated mode: what releases the operations waiting on each frozen slot. */
+  private readonly frozen = new Map<number, () => void>();
+  private coord: Coordination | undefined;
+  /** Per slot: how many times it has moved (see {@link GENERATION}). */
+  private generations: number[] = new Array<number>(SLOTS).fill(0);
 
   private readonly hashTag: ((key: string) => string) | undefined;
 
@@ -139,9 +288,15 @@ export class ShardedKv implements StrongKV {
         ),
       );
     }
-    return this.on(first, true, (kv) => {
+    return this.on(first, true, async (kv, r) => {
       for (const key of keys) this.dirty?.get(this.slotOf(key))?.add(key);
-      return kv.transaction(txn, options);
+      const checks = [];
+      for (const check of txn.checks ?? []) {
+        const revision = r.toGroup(check.revision);
+        if (revision === undefined) throw await r.moved(kv, check.key, check.revision);
+        checks.push({ ...check, revision });
+      }
+      return r.fromGroup(await r.translate(kv.transaction({ ...txn, checks }, options)));
     });
   }
 
@@ -160,20 +315,52 @@ export class ShardedKv implements StrongKV {
   }
 
   /** Runs one operation on the key's owner; a slot being moved waits, and its mover waits for it. */
-  private async on<T>(key: string, write: boolean, op: (kv: StrongKV) => Promise<T>): Promise<T> {
+  private async on<T>(
+    key: string,
+    write: boolean,
+    op: (kv: StrongKV, revisions: Revisions) => Promise<T>,
+  ): Promise<T> {
     checkKey(key);
     const slot = this.slotOf(key);
     for (let wait = this.moving.get(slot); wait !== undefined; wait = this.moving.get(slot))
       await wait;
     // During a rebalance, remember keys written to slots that will move, so none is left behind.
     if (write) this.dirty?.get(slot)?.add(key);
+    this.checkLease(false);
     this.active[slot] = (this.active[slot] ?? 0) + 1;
     try {
-      return await op(this.groupOf(key).kv);
+      const result = await op(this.groupOf(key).kv, new Revisions(this.generations[slot] ?? 0));
+      this.checkLease(true);
+      return result;
     } finally {
       this.active[slot] = (this.active[slot] ?? 1) - 1;
       if (this.active[slot] === 0) this.quiet.get(slot)?.();
     }
+  }
+
+  /**
+   * Coordinated mode: refuses to serve once this router's lease on the map has run out. Checked
+   * when a call starts, and again when its answer arrives (`answered`): a rebalance that gave
+   * up waiting for this router may have moved the slot in between.
+   */
+  private checkLease(answered: boolean): void {
+    const c = this.coord;
+    if (c === undefined) return;
+    if (c.clock.monotonic() < c.validUntil) return;
+    if (answered) {
+      throw new StrataError(
+        "UNAVAILABLE",
+        `shard router ${c.routerId}: its lease on the shard map ran out before the answer came; the outcome is unknown`,
+        { details: { outcome: "unknown", router: c.routerId } },
+      );
+    }
+    throw new StrataError(
+      "UNAVAILABLE",
+      c.closed
+        ? `shard router ${c.routerId} is closed`
+        : `shard router ${c.routerId} could not renew its lease on the shard map; it serves nothing until it does`,
+      { details: { router: c.routerId } },
+    );
   }
 
   /** Resolves once no operation on `slot` is in flight (new ones are held back by `moving`). */
@@ -187,7 +374,7 @@ export class ShardedKv implements StrongKV {
     key: string,
     options?: KvCallOptions & { readonly consistency?: ReadConsistency },
   ): Promise<KvEntry | undefined> {
-    return this.on(key, false, (kv) => kv.get(key, options));
+    return this.on(key, false, async (kv, r) => r.entry(await kv.get(key, options)));
   }
 
   put(
@@ -196,7 +383,7 @@ export class ShardedKv implements StrongKV {
     options?: KvCallOptions & { readonly lease?: string },
   ): Promise<number> {
     if (options?.lease !== undefined) return this.grantLease().then(() => 0);
-    return this.on(key, true, (kv) => kv.put(key, value, options));
+    return this.on(key, true, async (kv, r) => r.fromGroup(await kv.put(key, value, options)));
   }
 
   create(
@@ -205,7 +392,9 @@ export class ShardedKv implements StrongKV {
     options?: KvCallOptions & { readonly lease?: string },
   ): Promise<number> {
     if (options?.lease !== undefined) return this.grantLease().then(() => 0);
-    return this.on(key, true, (kv) => kv.create(key, value, options));
+    return this.on(key, true, async (kv, r) =>
+      r.fromGroup(await r.translate(kv.create(key, value, options))),
+    );
   }
 
   compareAndSet(
@@ -215,14 +404,23 @@ export class ShardedKv implements StrongKV {
     options?: KvCallOptions & { readonly lease?: string },
   ): Promise<number> {
     if (options?.lease !== undefined) return this.grantLease().then(() => 0);
-    return this.on(key, true, (kv) => kv.compareAndSet(key, value, expectedRevision, options));
+    return this.on(key, true, async (kv, r) => {
+      const expected = r.toGroup(expectedRevision);
+      if (expected === undefined) throw await r.moved(kv, key, expectedRevision);
+      return r.fromGroup(await r.translate(kv.compareAndSet(key, value, expected, options)));
+    });
   }
 
   delete(
     key: string,
     options?: KvCallOptions & { readonly expectedRevision?: number },
   ): Promise<boolean> {
-    return this.on(key, true, (kv) => kv.delete(key, options));
+    return this.on(key, true, async (kv, r) => {
+      if (options?.expectedRevision === undefined) return kv.delete(key, options);
+      const expectedRevision = r.toGroup(options.expectedRevision);
+      if (expectedRevision === undefined) throw await r.moved(kv, key, options.expectedRevision);
+      return r.translate(kv.delete(key, { ...options, expectedRevision }));
+    });
   }
 
   /** Lists across every group, merged in key order. */
@@ -232,15 +430,18 @@ export class ShardedKv implements StrongKV {
   ): Promise<KvPage> {
     checkPrefix(prefix);
     const limit = options.limit ?? 1_000;
-    const pages = await Promise.all(
-      [...this.groups.values()].map((g) => g.kv.list(prefix, { ...options, limit })),
-    );
+    const groups = [...this.groups.values()];
+    const pages = await Promise.all(groups.map((g) => g.kv.list(prefix, { ...options, limit })));
+    // A group may still hold copies of keys in slots it no longer owns (a rebalance deletes
+    // them after the handover, and one that stopped may not have): only owners' entries count.
     const merged = pages
-      .flatMap((p) => p.entries)
+      .flatMap((p, i) => p.entries.filter((e) => this.owners[this.slotOf(e.key)] === groups[i]?.id))
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     // A key that moved between the reads of two groups may appear twice: keep one.
     const unique = merged.filter((e, i) => i === 0 || merged[i - 1]?.key !== e.key);
-    const page = unique.slice(0, limit);
+    const page = unique
+      .slice(0, limit)
+      .map((e) => new Revisions(this.generations[this.slotOf(e.key)] ?? 0).entry(e) as KvEntry);
     const last = page[page.length - 1];
     const more = unique.length > limit || pages.some((p) => p.next !== undefined);
     return more && last !== undefined ? { entries: page, next: last.key } : { entries: page };
@@ -267,13 +468,22 @@ export class ShardedKv implements StrongKV {
             prefix,
             options.signal === undefined ? {} : { signal: options.signal },
           ))
-            queue.push(event);
+            queue.push(this.eventRevisions(event));
         } catch (error) {
           queue.fail(error);
         }
       })();
     }
     return queue;
+  }
+
+  /** An event with its revision as this store gives it: with the slot's generation now. */
+  private eventRevisions(event: KvEvent): KvEvent {
+    const key = event.type === "put" ? event.entry.key : event.key;
+    const r = new Revisions(this.generations[this.slotOf(key)] ?? 0);
+    return event.type === "put"
+      ? { ...event, entry: r.entry(event.entry) as KvEntry }
+      : { ...event, revision: r.fromGroup(event.revision) };
   }
 
   /** The highest revision of any group (revisions are per group). */
@@ -307,24 +517,10 @@ export class ShardedKv implements StrongKV {
     group: ShardGroup,
     options: { readonly onSlotMoved?: (slot: number, keys: number) => void } = {},
   ): Promise<number> {
+    if (this.coord !== undefined) return this.addGroupCoordinated(group, options.onSlotMoved);
     if (this.groups.has(group.id))
       throw new StrataError("ALREADY_EXISTS", `shard group ${group.id} already exists`);
-    const share = Math.floor(SLOTS / (this.groups.size + 1));
-    // Take slots from the groups that own the most, so ownership stays even.
-    const counts = new Map<string, number[]>();
-    this.owners.forEach((owner, slot) => {
-      const list = counts.get(owner) ?? [];
-      list.push(slot);
-      counts.set(owner, list);
-    });
-    const take: number[] = [];
-    while (take.length < share) {
-      const [, slots] = [...counts].sort((a, b) => b[1].length - a[1].length)[0] as [
-        string,
-        number[],
-      ];
-      take.push(slots.pop() as number);
-    }
+    const take = slotsToGive(this.owners, this.groups.size + 1);
     if (this.dirty !== undefined)
       throw new StrataError("FAILED_PRECONDITION", "a rebalance is already running");
     this.groups.set(group.id, group);
@@ -373,6 +569,7 @@ export class ShardedKv implements StrongKV {
           moved++;
         }
         this.owners[slot] = group.id;
+        this.generations[slot] = (this.generations[slot] ?? 0) + 1;
         this.epoch++;
         for (const key of keys) await from.delete(key);
         onSlotMoved?.(slot, keys.size);
@@ -384,7 +581,354 @@ export class ShardedKv implements StrongKV {
     return moved;
   }
 
+  // ---- coordinated mode -------------------------------------------------------------------
+
+  /**
+   * Opens a router of a sharded store whose map lives in `coordination.kv`, shared with every
+   * other router. The first router to open creates the map from `groups` (slots dealt round
+   * robin in the order given); later ones read it, and must be given (or be able to resolve,
+   * with `resolveGroup`) every group it names. The router registers before it reads the map, so a
+   * rebalance that starts meanwhile waits for it.
+   */
+  static async open(
+    groups: readonly ShardGroup[],
+    options: { hashTag?: (key: string) => string; coordination: ShardCoordinationOptions },
+  ): Promise<ShardedKv> {
+    const o = options.coordination;
+    const keys = coordinationKeys(o.prefix);
+    const clock = o.clock ?? systemClock();
+    const routerId = o.routerId ?? `router-${Math.floor(clock.random() * 2 ** 48).toString(36)}`;
+    const leaseMs = o.leaseMs ?? 10_000;
+    const pollMs = o.pollMs ?? 200;
+    if (!(leaseMs >= 3 * pollMs && pollMs > 0))
+      throw new StrataError("INVALID_ARGUMENT", "leaseMs must be at least 3 × pollMs (> 0)");
+    const store = new ShardedKv(
+      groups,
+      options.hashTag === undefined ? {} : { hashTag: options.hashTag },
+    );
+    const c: Coordination = {
+      kv: o.kv,
+      mapKey: keys.map,
+      routers: keys.routers,
+      routerKey: `${keys.routers}${routerId}`,
+      routerId,
+      leaseMs,
+      pollMs,
+      batchSlots: o.batchSlots ?? 64,
+      ackTimeoutMs: o.ackTimeoutMs ?? 4 * leaseMs,
+      clock,
+      resolveGroup: o.resolveGroup,
+      validUntil: -Infinity,
+      lastBeat: -Infinity,
+      timer: undefined,
+      serial: Promise.resolve(),
+      closed: false,
+    };
+    store.coord = c;
+    try {
+      await store.beat(); // registers: a rebalance from now on waits for this router
+      let current = await c.kv.get(c.mapKey);
+      if (current === undefined) {
+        const initial: StoredShardMap = {
+          v: 1,
+          epoch: 1,
+          groups: groups.map((g) => ({ id: g.id, region: g.region })),
+          owners: Array.from({ length: SLOTS }, (_, slot) => slot % groups.length),
+        };
+        try {
+          await c.kv.create(c.mapKey, encodeShardMap(initial));
+        } catch (error) {
+          if (!(error instanceof StrataError && error.code === "ALREADY_EXISTS")) throw error;
+        }
+        current = await c.kv.get(c.mapKey);
+      }
+      if (current === undefined)
+        throw new StrataError("UNAVAILABLE", "the shard map vanished while being created");
+      await store.apply(decodeShardMap(current.value, SLOTS));
+      await store.beat();
+    } catch (error) {
+      await store.close();
+      throw toStrataError(error);
+    }
+    store.schedule();
+    return store;
+  }
+
+  /** Runs `fn` after every map read, apply and heartbeat before it. */
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const c = this.coord as Coordination;
+    const run = c.serial.then(fn, fn);
+    c.serial = run.catch(() => undefined);
+    return run;
+  }
+
+  private schedule(): void {
+    const c = this.coord;
+    if (c === undefined || c.closed) return;
+    c.timer = c.clock.setTimer(() => {
+      void this.serially(() => this.refresh())
+        .catch(() => undefined) // tried again next time; the lease runs out if it keeps failing
+        .finally(() => this.schedule());
+    }, c.pollMs);
+  }
+
+  /** Reads the map, applies a new epoch, and writes the heartbeat when due or after a change. */
+  private async refresh(): Promise<void> {
+    const c = this.coord as Coordination;
+    if (c.closed) return;
+    const entry = await c.kv.get(c.mapKey);
+    if (entry === undefined) throw new StrataError("DATA_LOSS", "the shard map is gone");
+    const map = decodeShardMap(entry.value, SLOTS);
+    const changed = map.epoch !== this.epoch;
+    if (changed) await this.apply(map);
+    if (changed || c.clock.monotonic() - c.lastBeat >= c.leaseMs / 4) await this.beat();
+  }
+
+  /** Writes this router's record: a heartbeat that renews its lease and names its epoch. */
+  private async beat(): Promise<void> {
+    const c = this.coord as Coordination;
+    if (c.closed) return;
+    const sent = c.clock.monotonic();
+    await c.kv.put(c.routerKey, encodeRouterRecord(this.epoch));
+    c.lastBeat = sent;
+    c.validUntil = sent + c.leaseMs;
+  }
+
+  /**
+   * Routes by `map` from now on: opens groups this router does not know, freezes the slots it
+   * names as moving (and waits for this router's calls on them to end), releases the slots
+   * that are no longer moving.
+   */
+  private async apply(map: StoredShardMap): Promise<void> {
+    const c = this.coord as Coordination;
+    for (const g of map.groups) {
+      if (this.groups.has(g.id)) continue;
+      if (c.resolveGroup === undefined)
+        throw new StrataError(
+          "FAILED_PRECONDITION",
+          `the shard map names group ${g.id}, which this router was not given`,
+        );
+      const group = await c.resolveGroup(g);
+      this.groups.set(g.id, { id: g.id, region: g.region, kv: group.kv });
+    }
+    const frozen = new Set(map.moving?.slots ?? []);
+    const newlyFrozen = [...frozen].filter((slot) => !this.frozen.has(slot));
+    for (const slot of newlyFrozen) {
+      let release!: () => void;
+      this.moving.set(slot, new Promise<void>((resolve) => (release = resolve)));
+      this.frozen.set(slot, release);
+    }
+    this.owners = map.owners.map((i) => (map.groups[i] as { id: string }).id);
+    this.generations = [...(map.generations ?? new Array<number>(SLOTS).fill(0))];
+    this.epoch = map.epoch;
+    for (const [slot, release] of [...this.frozen]) {
+      if (frozen.has(slot)) continue;
+      this.frozen.delete(slot);
+      this.moving.delete(slot);
+      release();
+    }
+    for (const slot of newlyFrozen) await this.settle(slot);
+  }
+
+  private async readMap(): Promise<{ map: StoredShardMap; revision: number }> {
+    const c = this.coord as Coordination;
+    const entry = await c.kv.get(c.mapKey);
+    if (entry === undefined) throw new StrataError("DATA_LOSS", "the shard map is gone");
+    return { map: decodeShardMap(entry.value, SLOTS), revision: entry.revision };
+  }
+
+  /** Writes the next map if nobody changed it meanwhile, then applies it here and says so. */
+  private commitMap(
+    next: StoredShardMap,
+    revision: number,
+  ): Promise<{ map: StoredShardMap; revision: number }> {
+    const c = this.coord as Coordination;
+    return this.serially(async () => {
+      let written: number;
+      try {
+        written = await c.kv.compareAndSet(c.mapKey, encodeShardMap(next), revision);
+      } catch (error) {
+        if (error instanceof StrataError && error.code === "FAILED_PRECONDITION")
+          throw new StrataError("ABORTED", "the shard map changed meanwhile; try again", {
+            cause: error,
+          });
+        throw error;
+      }
+      await this.apply(next);
+      await this.beat();
+      return { map: next, revision: written };
+    });
+  }
+
+  private async addGroupCoordinated(
+    group: ShardGroup,
+    onSlotMoved: ((slot: number, keys: number) => void) | undefined,
+  ): Promise<number> {
+    const { map, revision } = await this.readMap();
+    if (map.moving !== undefined || map.pending !== undefined)
+      throw new StrataError(
+        "FAILED_PRECONDITION",
+        `a rebalance to group ${(map.moving ?? map.pending)?.to} is unfinished; finish it with resumeRebalance()`,
+      );
+    if (map.groups.some((g) => g.id === group.id))
+      throw new StrataError("ALREADY_EXISTS", `shard group ${group.id} already exists`);
+    this.groups.set(group.id, group);
+    const groups = [...map.groups, { id: group.id, region: group.region }];
+    const owners = map.owners.map((i) => (map.groups[i] as { id: string }).id);
+    const take = slotsToGive(owners, groups.length);
+    await this.commitMap(
+      { ...map, epoch: map.epoch + 1, groups, pending: { to: group.id, slots: take } },
+      revision,
+    );
+    return this.finishRebalance(onSlotMoved);
+  }
+
+  /**
+   * Coordinated mode: finishes a rebalance recorded in the map whose coordinator stopped (or
+   * gave up waiting for a router), from any router. Returns how many keys moved.
+   */
+  async resumeRebalance(
+    options: { readonly onSlotMoved?: (slot: number, keys: number) => void } = {},
+  ): Promise<number> {
+    if (this.coord === undefined)
+      throw new StrataError(
+        "FAILED_PRECONDITION",
+        "only a coordinated sharded store records rebalances",
+      );
+    return this.finishRebalance(options.onSlotMoved);
+  }
+
+  /** Moves the recorded slots batch by batch: freeze, wait for every router, copy, hand over. */
+  private async finishRebalance(
+    onSlotMoved: ((slot: number, keys: number) => void) | undefined,
+  ): Promise<number> {
+    const c = this.coord as Coordination;
+    let moved = 0;
+    for (;;) {
+      let { map, revision } = await this.readMap();
+      if (map.moving === undefined) {
+        const pending = map.pending;
+        if (pending === undefined) return moved;
+        const { pending: _, ...rest } = map;
+        const batch = pending.slots.slice(0, c.batchSlots);
+        const left = pending.slots.slice(c.batchSlots);
+        if (batch.length === 0) {
+          await this.commitMap({ ...rest, epoch: map.epoch + 1 }, revision);
+          continue;
+        }
+        ({ map, revision } = await this.commitMap(
+          {
+            ...rest,
+            epoch: map.epoch + 1,
+            moving: { to: pending.to, slots: batch },
+            ...(left.length > 0 ? { pending: { to: pending.to, slots: left } } : {}),
+          },
+          revision,
+        ));
+      }
+      const moving = map.moving as NonNullable<StoredShardMap["moving"]>;
+      try {
+        await awaitRouters({
+          kv: c.kv,
+          routers: c.routers,
+          epoch: map.epoch,
+          leaseMs: c.leaseMs,
+          pollMs: c.pollMs,
+          timeoutMs: c.ackTimeoutMs,
+          clock: c.clock,
+        });
+      } catch (error) {
+        // Unfreeze: the slots go back to the pending list, to be moved by resumeRebalance().
+        const { moving: _, ...rest } = map;
+        await this.commitMap(
+          {
+            ...rest,
+            epoch: map.epoch + 1,
+            pending: { to: moving.to, slots: [...moving.slots, ...(map.pending?.slots ?? [])] },
+          },
+          revision,
+        ).catch(() => undefined);
+        throw error;
+      }
+      // Every router serving now has these slots frozen: copy their keys to the new owner.
+      const copied = await this.copySlots(map, moving);
+      const to = map.groups.findIndex((g) => g.id === moving.to);
+      const owners = [...map.owners];
+      const generations = [...(map.generations ?? new Array<number>(SLOTS).fill(0))];
+      for (const slot of moving.slots) {
+        owners[slot] = to;
+        generations[slot] = (generations[slot] ?? 0) + 1;
+      }
+      const { moving: _, ...rest } = map;
+      await this.commitMap({ ...rest, epoch: map.epoch + 1, owners, generations }, revision);
+      for (const [groupId, keys] of copied) {
+        const kv = (this.groups.get(groupId) as ShardGroup).kv;
+        for (const key of keys) await kv.delete(key);
+      }
+      const perSlot = new Map<number, number>();
+      for (const keys of copied.values()) {
+        moved += keys.length;
+        for (const key of keys)
+          perSlot.set(this.slotOf(key), (perSlot.get(this.slotOf(key)) ?? 0) + 1);
+      }
+      for (const slot of moving.slots) onSlotMoved?.(slot, perSlot.get(slot) ?? 0);
+    }
+  }
+
+  /**
+   * Copies the keys of frozen slots from their owners to the target, after removing whatever
+   * the target holds in them (left by a rebalance that stopped). Returns the copied keys by
+   * source group.
+   */
+  private async copySlots(
+    map: StoredShardMap,
+    moving: NonNullable<StoredShardMap["moving"]>,
+  ): Promise<Map<string, string[]>> {
+    const slots = new Set(moving.slots);
+    const target = (this.groups.get(moving.to) as ShardGroup).kv;
+    for (const entry of await listAll(target))
+      if (slots.has(this.slotOf(entry.key))) await target.delete(entry.key);
+    const sources = new Set(
+      moving.slots
+        .map((slot) => (map.groups[map.owners[slot] as number] as { id: string }).id)
+        .filter((id) => id !== moving.to),
+    );
+    const copied = new Map<string, string[]>();
+    for (const source of sources) {
+      const keys: string[] = [];
+      for (const entry of await listAll((this.groups.get(source) as ShardGroup).kv)) {
+        const slot = this.slotOf(entry.key);
+        // Only keys the source owns: it may hold leftovers of slots it gave away earlier.
+        if (!slots.has(slot) || map.groups[map.owners[slot] as number]?.id !== source) continue;
+        await target.put(entry.key, entry.value);
+        keys.push(entry.key);
+      }
+      copied.set(source, keys);
+    }
+    return copied;
+  }
+
+  /**
+   * Stops routing: a coordinated router stops its heartbeat and removes its record, so a
+   * rebalance need not wait out its lease. The groups stay open (see asyncDispose).
+   */
+  async close(): Promise<void> {
+    const c = this.coord;
+    if (c === undefined || c.closed) return;
+    c.closed = true;
+    c.validUntil = -Infinity;
+    c.timer?.clear();
+    await c.serial;
+    for (const [slot, release] of [...this.frozen]) {
+      this.frozen.delete(slot);
+      this.moving.delete(slot);
+      release();
+    }
+    await c.kv.delete(c.routerKey).catch(() => undefined);
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
     await Promise.all([...this.groups.values()].map((g) => g.kv[Symbol.asyncDispose]()));
   }
 }

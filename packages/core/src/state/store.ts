@@ -138,8 +138,11 @@ export function createStateStore(
           );
           return { value: next, revision };
         } catch (error) {
-          if (!(isStrataError(error, "FAILED_PRECONDITION") && "currentRevision" in error.details))
-            throw error;
+          // A conflict, or (in a sharded store) a key that moved since it was read: read again.
+          const retry =
+            (isStrataError(error, "FAILED_PRECONDITION") || isStrataError(error, "ABORTED")) &&
+            "currentRevision" in error.details;
+          if (!retry) throw error;
           const delay = fullJitterBackoff(attempt, { baseMs: 1, maxMs: 50 }, () => clock.random());
           if (delay > 0) await new Promise<void>((resolve) => clock.setTimer(resolve, delay));
         }

@@ -4,6 +4,7 @@ import {
   pairOperations,
   registerModel,
   type HistoryEvent,
+  type Verdict,
 } from "@strata/verify";
 import { describe, expect, it } from "vitest";
 
@@ -42,6 +43,81 @@ function collect(
 }
 
 /**
+ * Runs concurrent clients doing reads, writes and compare-and-sets on a few keys, records the
+ * history and checks it against a register model. `kvOf(process)` picks the store each client
+ * uses (one store, or one of several views of the same data, such as routers of a sharded
+ * store); `during` runs alongside the clients (a fault, a rebalance).
+ */
+export async function checkRegisterHistory(
+  kvOf: (process: number) => StrongKV,
+  options: {
+    readonly clients?: number;
+    readonly operations?: number;
+    readonly keys?: number;
+    readonly during?: () => Promise<unknown>;
+  } = {},
+): Promise<Verdict> {
+  const clients = options.clients ?? 8;
+  const operations = options.operations ?? 40;
+  const keys = options.keys ?? 3;
+  const history: HistoryEvent[] = [];
+  const now = (): number => performance.now();
+  let unique = 0;
+  const client = async (process: number): Promise<void> => {
+    const seen = new Map<string, { value: number | null; revision: number }>();
+    for (let i = 0; i < operations; i++) {
+      const key = `lin/${(process * 7 + i) % keys}`;
+      const roll = (process * 31 + i * 17) % 10;
+      if (roll < 4) {
+        history.push({ process, type: "invoke", f: "read", value: null, key, time: now() });
+        try {
+          const entry = await kvOf(process).get(key);
+          const value = entry === undefined ? null : Number(dec(entry.value));
+          seen.set(key, { value, revision: entry?.revision ?? 0 });
+          history.push({ process, type: "ok", f: "read", value, key, time: now() });
+        } catch {
+          history.push({ process, type: "info", f: "read", value: null, key, time: now() });
+        }
+      } else if (roll < 7 || !seen.has(key)) {
+        const value = ++unique;
+        history.push({ process, type: "invoke", f: "write", value, key, time: now() });
+        try {
+          const revision = await kvOf(process).put(key, enc(String(value)));
+          seen.set(key, { value, revision });
+          history.push({ process, type: "ok", f: "write", value, key, time: now() });
+        } catch {
+          history.push({ process, type: "info", f: "write", value, key, time: now() });
+        }
+      } else {
+        // Values are unique per write, so compare-and-set on the revision last read is a
+        // compare-and-set on that value.
+        const last = seen.get(key) as { value: number | null; revision: number };
+        const value = ++unique;
+        const input = [last.value, value];
+        history.push({ process, type: "invoke", f: "cas", value: input, key, time: now() });
+        try {
+          const revision = await kvOf(process).compareAndSet(
+            key,
+            enc(String(value)),
+            last.revision,
+          );
+          seen.set(key, { value, revision });
+          history.push({ process, type: "ok", f: "cas", value: input, key, time: now() });
+        } catch (error) {
+          const type = isStrataError(error, "FAILED_PRECONDITION") ? "fail" : "info";
+          history.push({ process, type, f: "cas", value: input, key, time: now() });
+        }
+      }
+    }
+  };
+  await Promise.all([
+    Promise.all(Array.from({ length: clients }, (_, p) => client(p))),
+    options.during?.(),
+  ]);
+  return checkLinearizable(pairOperations(history), registerModel(null), { timeoutMs: 20_000 });
+}
+
+/**
  * The StrongKV conformance suite: every adapter of the port must pass it. Declares a vitest
  * `describe` block; call it from an adapter's test file with a fixture that opens a fresh store.
  *
@@ -52,56 +128,7 @@ export function describeStrongKvConformance(name: string, fixture: StrongKvFixtu
   describe(`StrongKV conformance: ${name}`, () => {
     it("is linearizable under concurrent clients (a checked register history)", async () => {
       await using kv = await fixture.open();
-      const history: HistoryEvent[] = [];
-      const now = (): number => performance.now();
-      let unique = 0;
-      const client = async (process: number): Promise<void> => {
-        const seen = new Map<string, { value: number | null; revision: number }>();
-        for (let i = 0; i < 40; i++) {
-          const key = `lin/${(process * 7 + i) % 3}`;
-          const roll = (process * 31 + i * 17) % 10;
-          if (roll < 4) {
-            history.push({ process, type: "invoke", f: "read", value: null, key, time: now() });
-            try {
-              const entry = await kv.get(key);
-              const value = entry === undefined ? null : Number(dec(entry.value));
-              seen.set(key, { value, revision: entry?.revision ?? 0 });
-              history.push({ process, type: "ok", f: "read", value, key, time: now() });
-            } catch {
-              history.push({ process, type: "info", f: "read", value: null, key, time: now() });
-            }
-          } else if (roll < 7 || !seen.has(key)) {
-            const value = ++unique;
-            history.push({ process, type: "invoke", f: "write", value, key, time: now() });
-            try {
-              const revision = await kv.put(key, enc(String(value)));
-              seen.set(key, { value, revision });
-              history.push({ process, type: "ok", f: "write", value, key, time: now() });
-            } catch {
-              history.push({ process, type: "info", f: "write", value, key, time: now() });
-            }
-          } else {
-            // Values are unique per write, so compare-and-set on the revision last read is a
-            // compare-and-set on that value.
-            const last = seen.get(key) as { value: number | null; revision: number };
-            const value = ++unique;
-            const input = [last.value, value];
-            history.push({ process, type: "invoke", f: "cas", value: input, key, time: now() });
-            try {
-              const revision = await kv.compareAndSet(key, enc(String(value)), last.revision);
-              seen.set(key, { value, revision });
-              history.push({ process, type: "ok", f: "cas", value: input, key, time: now() });
-            } catch (error) {
-              const type = isStrataError(error, "FAILED_PRECONDITION") ? "fail" : "info";
-              history.push({ process, type, f: "cas", value: input, key, time: now() });
-            }
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: 8 }, (_, p) => client(p)));
-      const verdict = checkLinearizable(pairOperations(history), registerModel(null), {
-        timeoutMs: 20_000,
-      });
+      const verdict = await checkRegisterHistory(() => kv);
       expect(verdict.result, JSON.stringify(verdict).slice(0, 2_000)).toBe("linearizable");
     });
 
