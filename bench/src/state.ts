@@ -9,7 +9,7 @@ import pg from "pg";
 
 /** One row: an operation through Strata and through the raw client on the same engine. */
 export interface StateRow {
-  readonly engine: "nats-r1" | "postgres";
+  readonly engine: "nats-r1" | "postgres" | "postgres-no-log";
   readonly op: "get" | "put" | "cas";
   readonly concurrency: number;
   readonly strata: number;
@@ -64,6 +64,48 @@ async function measure(
   if (r.ok !== r.calls)
     throw new Error(`${op}: ${r.calls - r.ok} calls failed: ${JSON.stringify(r.errors)}`);
   return { rps: Math.round(r.throughput), p99: r.latency.p99 };
+}
+
+/**
+ * The same operations with node-postgres: a table of keys with revisions from a sequence, and
+ * (`withLog`) a change-log row written in the same statement as each change.
+ */
+async function rawPostgresOps(pool: pg.Pool, table: string, withLog: boolean): Promise<Ops> {
+  await pool.query(
+    `CREATE TABLE ${table} (key text PRIMARY KEY, value bytea NOT NULL, revision bigint NOT NULL)`,
+  );
+  await pool.query(
+    `CREATE TABLE ${table}_log (revision bigint PRIMARY KEY, key text NOT NULL, value bytea)`,
+  );
+  await pool.query(`CREATE SEQUENCE ${table}_rev`);
+  const logged = (change: string): string =>
+    withLog
+      ? `WITH c AS (${change} RETURNING key, revision, value) INSERT INTO ${table}_log SELECT revision, key, value FROM c RETURNING revision`
+      : `${change} RETURNING revision`;
+  const put = logged(
+    `INSERT INTO ${table} VALUES ($1, $2, nextval('${table}_rev')) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision`,
+  );
+  const cas = logged(
+    `UPDATE ${table} SET value = $2, revision = nextval('${table}_rev') WHERE key = $1 AND revision = $3`,
+  );
+  const revisions = new Map<number, number>();
+  return {
+    get: (i) =>
+      pool.query(`SELECT value, revision FROM ${table} WHERE key = $1`, [`k/${i % KEYS}`]),
+    put: async (i) => {
+      const r = await pool.query<{ revision: string }>(put, [`k/${i % KEYS}`, Buffer.from(VALUE)]);
+      revisions.set(i % KEYS, Number(r.rows[0]?.revision));
+    },
+    cas: async (i) => {
+      const r = await pool.query<{ revision: string }>(cas, [
+        `k/${i % KEYS}`,
+        Buffer.from(VALUE),
+        revisions.get(i % KEYS) ?? 0,
+      ]);
+      if (r.rows[0] === undefined) throw new Error("raw compare-and-set lost");
+      revisions.set(i % KEYS, Number(r.rows[0].revision));
+    },
+  };
 }
 
 /** Strata's StrongKV against the raw nats.js KV client and raw node-postgres, same servers. */
@@ -137,37 +179,26 @@ export async function runStateBench(options: {
   }
   {
     await using postgres = await startPostgres();
-    const kv = await openPostgresKv({ url: postgres.primary.url, namespace: "bench" });
-    const strata = strataOps(kv);
     const pool = new pg.Pool({ connectionString: postgres.primary.url, max: 10 });
-    await pool.query(
-      "CREATE TABLE raw_kv (key text PRIMARY KEY, value bytea NOT NULL, revision bigint NOT NULL)",
-    );
-    await pool.query("CREATE SEQUENCE raw_rev");
-    const rawRevisions = new Map<number, number>();
-    const rawOps: Ops = {
-      get: (i) =>
-        pool.query("SELECT value, revision FROM raw_kv WHERE key = $1", [`k/${i % KEYS}`]),
-      put: async (i) => {
-        const r = await pool.query<{ revision: string }>(
-          "INSERT INTO raw_kv VALUES ($1, $2, nextval('raw_rev')) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision RETURNING revision",
-          [`k/${i % KEYS}`, Buffer.from(VALUE)],
-        );
-        rawRevisions.set(i % KEYS, Number(r.rows[0]?.revision));
-      },
-      cas: async (i) => {
-        const r = await pool.query<{ revision: string }>(
-          "UPDATE raw_kv SET value = $2, revision = nextval('raw_rev') WHERE key = $1 AND revision = $3 RETURNING revision",
-          [`k/${i % KEYS}`, Buffer.from(VALUE), rawRevisions.get(i % KEYS) ?? 0],
-        );
-        if (r.rows[0] === undefined) throw new Error("raw compare-and-set lost");
-        rawRevisions.set(i % KEYS, Number(r.rows[0].revision));
-      },
-    };
+    const logged = await openPostgresKv({ url: postgres.primary.url, namespace: "bench" });
+    const unlogged = await openPostgresKv({
+      url: postgres.primary.url,
+      namespace: "bench_no_log",
+      watch: false,
+    });
     try {
-      await compare("postgres", strata, rawOps);
+      // Strata's namespaces keep a change log unless opened with watch: false: each is compared
+      // with the raw client doing the same work (an upsert and a log row in one statement; a
+      // bare upsert).
+      await compare("postgres", strataOps(logged), await rawPostgresOps(pool, "raw_logged", true));
+      await compare(
+        "postgres-no-log",
+        strataOps(unlogged),
+        await rawPostgresOps(pool, "raw_plain", false),
+      );
     } finally {
-      await kv.close();
+      await logged.close();
+      await unlogged.close();
       await pool.end();
     }
   }
@@ -185,7 +216,7 @@ export function renderStateMarkdown(results: StateResults, command: string): str
         `| ${r.engine} | ${r.op} | ${r.concurrency} | ${r.strata.toLocaleString("en-US")} | ${r.raw.toLocaleString("en-US")} | ${r.ratio}x | ${r.strataP99Ms} | ${r.rawP99Ms} |`,
     ),
     "",
-    "What the raw PostgreSQL client does not do and Strata does: write a change-log row per write (watches read it in revision order, up to a horizon below which no running writer can still commit), and take the written key's lock; writes to different keys commit concurrently and share WAL flushes. Both NATS buckets are R1 with direct get on: the raw client's get and Strata's linearizable get are both answered by the stream's only server (on R3, Strata's linearizable get asks the leader instead).",
+    "`postgres` is a namespace with a change log (the default: it can be watched), against node-postgres writing the row and a change-log row in one statement; `postgres-no-log` is a namespace opened with `watch: false`, against a bare upsert or compare-and-set. What Strata does beyond the raw client in both: take the written key's advisory lock (and the namespace's, shared), so create-if-absent and transactions over absent keys are exact; with a log, watches read it in revision order up to a horizon below which no running writer can still commit. Writes to different keys commit concurrently and share WAL flushes. Both NATS buckets are R1 with direct get on: the raw client's get and Strata's linearizable get are both answered by the stream's only server (on R3, Strata's linearizable get publishes a read barrier and asks the leader instead).",
   ];
   return lines.join("\n");
 }

@@ -552,10 +552,12 @@ class PostgresKvStore implements StrongKV {
       options.consistency !== "linearizable" &&
       this.standby !== undefined;
     try {
-      const r = await (stale ? this.standby : this.pool).query<Row>(
-        `SELECT key, value, revision, create_revision, lease FROM ${this.t.data} WHERE key = $1`,
-        [key],
-      );
+      // Named: each connection parses and plans it once.
+      const r = await (stale ? this.standby : this.pool).query<Row>({
+        name: `${this.t.data}_get`,
+        text: `SELECT key, value, revision, create_revision, lease FROM ${this.t.data} WHERE key = $1`,
+        values: [key],
+      });
       return r.rows[0] === undefined ? undefined : toEntry(r.rows[0]);
     } catch (error) {
       throw pgError(error, `get ${key}`);
@@ -576,13 +578,11 @@ class PostgresKvStore implements StrongKV {
         outcome: string;
         revision: string;
         current_revision: string;
-      }>(`SELECT * FROM ${this.t.fn}($1::text, $2::text, $3::bytea, $4::text, $5::bigint)`, [
-        op,
-        key,
-        value === null ? null : asBuffer(value),
-        lease ?? null,
-        expected ?? null,
-      ]);
+      }>({
+        name: `${this.t.fn}_call`,
+        text: `SELECT * FROM ${this.t.fn}($1::text, $2::text, $3::bytea, $4::text, $5::bigint)`,
+        values: [op, key, value === null ? null : asBuffer(value), lease ?? null, expected ?? null],
+      });
       row = r.rows[0];
     } catch (error) {
       throw pgError(error, `${op} ${key}`);

@@ -2,6 +2,7 @@ import type {
   BlobStore,
   EventLog,
   Events,
+  ShardGroup,
   ShardedKv,
   StrataNode,
   StrongKV,
@@ -19,6 +20,11 @@ export type DemoRegion = keyof typeof DEMO_REGIONS;
 
 /** Every service node of the demo, region by region. */
 export const SERVICE_NODES: readonly string[] = Object.values(DEMO_REGIONS).flat();
+
+/** How often the stock store's routers read the shared shard map and renew their leases (ms). */
+export const STOCK_MAP_POLL_MS = 100;
+/** How long a stock router may serve without renewing its lease (ms). */
+export const STOCK_MAP_LEASE_MS = 5_000;
 
 /** The node whose consumers leave mid-run (their partitions move to the others). */
 export const HANDOVER_NODE = "n4";
@@ -41,8 +47,14 @@ export interface DemoCluster extends AsyncDisposable {
   transport(): Transport;
   /** The strong state the services share: stock, orders, sagas, notifications, projections. */
   readonly kv: StrongKV;
-  /** Products, stock and reservations: a store sharded by key over a shard group per region. */
+  /**
+   * Products, stock and reservations: a store sharded by key over a shard group per region. Its
+   * map is shared by every process that routes to it (the driver and each node), fenced by
+   * leases, so a shard group can be added while orders run.
+   */
   readonly stockKv: ShardedKv;
+  /** Opens (creating if needed) a shard group for the stock store, to add with `addGroup`. */
+  openStockGroup(id: string, region: DemoRegion): Promise<ShardGroup>;
   /** The event log the services publish to (orders, the payments ledger). */
   readonly log: EventLog;
   /** Events over {@link kv} and {@link log}, with no subscriptions: for the checks. */

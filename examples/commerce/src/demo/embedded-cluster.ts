@@ -16,6 +16,7 @@ import {
   openEmbeddedLog,
   ShardedKv,
   type CrdtSpace,
+  type ShardGroup,
   type Events,
   type Projection,
   type SagaRunner,
@@ -32,7 +33,13 @@ import { inventoryService, seedInventory } from "../services/inventory.js";
 import { startOrderConsumers } from "../services/order-consumers.js";
 import { ordersService } from "../services/orders.js";
 import { openPaymentAccounts, paymentsService } from "../services/payments.js";
-import { DEMO_REGIONS, type DemoCluster, type DemoRegion } from "./cluster.js";
+import {
+  DEMO_REGIONS,
+  STOCK_MAP_LEASE_MS,
+  STOCK_MAP_POLL_MS,
+  type DemoCluster,
+  type DemoRegion,
+} from "./cluster.js";
 
 /** Every customer starts with EUR 6,000; orders beyond that are declined for lack of funds. */
 export const CUSTOMER_FUNDS_MINOR = 600_000n;
@@ -75,15 +82,28 @@ export async function startEmbeddedCluster(
   const { dataDir } = options;
   const products = options.products ?? seedCatalog();
   const kv = await openEmbeddedKv({ dir: dataDir });
-  // Products, stock and reservations are sharded by key over a store per region.
-  const stockKv = new ShardedKv(
+  // Products, stock and reservations are sharded by key over a store per region; the shard map
+  // lives in the main store, where a router in another process would find it too.
+  const openStockGroup = async (id: string, region: string): Promise<ShardGroup> => ({
+    id,
+    region,
+    kv: await openEmbeddedKv({ dir: join(dataDir, id) }),
+  });
+  const stockKv = await ShardedKv.open(
     await Promise.all(
-      Object.keys(DEMO_REGIONS).map(async (region) => ({
-        id: `stock-${region}`,
-        region,
-        kv: await openEmbeddedKv({ dir: join(dataDir, `stock-${region}`) }),
-      })),
+      Object.keys(DEMO_REGIONS).map((region) => openStockGroup(`stock-${region}`, region)),
     ),
+    {
+      coordination: {
+        kv,
+        prefix: "stock-map",
+        routerId: "demo",
+        pollMs: STOCK_MAP_POLL_MS,
+        leaseMs: STOCK_MAP_LEASE_MS,
+        batchSlots: 32,
+        resolveGroup: (g) => openStockGroup(g.id, g.region),
+      },
+    },
   );
   const log = await openEmbeddedLog({ dir: join(dataDir, "events") });
   const blob = await openEmbeddedBlob({ dir: join(dataDir, "objects") });
@@ -204,6 +224,7 @@ export async function startEmbeddedCluster(
     transport: () => network.transport(),
     kv,
     stockKv,
+    openStockGroup,
     log,
     events,
     ledgers: [ledger],

@@ -11,7 +11,10 @@ export const CAPABILITY_VERDICTS: ReadonlyArray<{
   readonly verdicts: readonly string[];
 }> = [
   { title: "Gateway and security", verdicts: ["policyEnforced", "workloadsAuthenticated"] },
-  { title: "Catalog and inventory (strong state)", verdicts: ["noOversell", "stockConserved"] },
+  {
+    title: "Catalog and inventory (strong state)",
+    verdicts: ["noOversell", "stockConserved", "stockRebalanced"],
+  },
   { title: "Carts (CRDTs across regions)", verdicts: ["cartsConverged"] },
   {
     title: "Orders (saga, events, projection)",
@@ -107,6 +110,12 @@ function details(report: DemoReport, title: string): string {
           Object.entries(r.inventory.shards)
             .map(([group, n]) => `${group}: ${n}`)
             .join(", "),
+        ],
+        [
+          "shard group added",
+          r.inventory.rebalance === null
+            ? "none"
+            : `${r.inventory.rebalance.group} at ${r.inventory.rebalance.atSecond}s: ${r.inventory.rebalance.slots} slots, ${r.inventory.rebalance.keys} keys, ${r.inventory.rebalance.ms} ms`,
         ],
         [
           "browse calls",

@@ -133,6 +133,19 @@ export interface DemoReport {
     readonly stockConserved: boolean;
     /** SKUs per shard group of the sharded stock store. */
     readonly shards: Readonly<Record<string, number>>;
+    /**
+     * A shard group added mid-run: the routers of every process (the driver and each node)
+     * hand over a third of the slots while orders reserve stock.
+     */
+    readonly rebalance: {
+      readonly group: string;
+      readonly atSecond: number;
+      readonly slots: number;
+      readonly keys: number;
+      readonly ms: number;
+      /** The map's epoch after it (each freeze and each handover is one). */
+      readonly epoch: number;
+    } | null;
   };
   readonly carts: {
     /** Cart writes made in each region. */
@@ -610,6 +623,25 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       });
       at(faultTo, clearFault);
     }
+    // At 40%, the stock store gets a second shard group in eu: a third of the slots move to it
+    // while orders reserve stock, batch by batch, fenced across every router that serves them.
+    let rebalance: DemoReport["inventory"]["rebalance"] = null;
+    if (durationMs >= 1_000) {
+      at(Math.round(durationMs * 0.4), async function rebalanceStock() {
+        const stockKv = (cluster as DemoCluster).stockKv;
+        const eu = stockKv.map().groups.filter((g) => g.region === "eu").length;
+        const id = `stock-eu-${eu + 1}`;
+        const atSecond = second();
+        const group = await (cluster as DemoCluster).openStockGroup(id, "eu");
+        view.incident(`inventory: shard group ${id} added; slots move to it while orders run`);
+        const started = performance.now();
+        let slots = 0;
+        const keys = await stockKv.addGroup(group, { onSlotMoved: () => slots++ });
+        const ms = Math.round(performance.now() - started);
+        rebalance = { group: id, atSecond, slots, keys, ms, epoch: stockKv.map().epoch };
+        view.incident(`inventory: ${id} took ${slots} slots (${keys} keys) in ${ms} ms`);
+      });
+    }
     // Halfway through, a node stops consuming (as when it is drained): its partitions move.
     let handover: { node: string; atSecond: number } | null = null;
     if (durationMs >= 1_000) {
@@ -848,6 +880,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     // The spike was met: replicas were added, and p99 came back under the SLO for good. Judged
     // only when the spike lasts long enough for replicas to boot (a second each in this process,
     // seconds as processes on the engines) and for p99 to settle after them.
+    // The stock store's rebalance is judged when the run was long enough to schedule one.
+    if (durationMs >= 1_000) verdicts["stockRebalanced"] = rebalance !== null;
     if (durationMs >= (cluster.mode === "embedded" ? 5_000 : 15_000)) {
       verdicts["autoscaled"] =
         autoscale.peakReplicas > autoscale.minReplicas && autoscale.recoveredAfterSeconds !== null;
@@ -898,6 +932,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
         oversold,
         stockConserved: conserved,
         shards: Object.fromEntries(shards),
+        rebalance,
       },
       carts: {
         updates: cartUpdates,
@@ -1262,6 +1297,12 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
       .map(([group, n]) => `${group} ${n}`)
       .join(", ")}`,
   );
+  if (r.inventory.rebalance !== null) {
+    const b = r.inventory.rebalance;
+    log(
+      `             rebalanced at ${b.atSecond}s: ${b.group} took ${b.slots} slots (${b.keys} keys) in ${b.ms} ms, map epoch ${b.epoch}`,
+    );
+  }
   if (r.resilience.fault !== null) {
     const f = r.resilience.fault;
     log(

@@ -54,6 +54,8 @@ export interface ShardCoordinationOptions {
     readonly region: string;
   }) => Promise<{ readonly id: string; readonly region: string; readonly kv: StrongKV }>;
   readonly clock?: Clock;
+  /** Dispose of `kv` when the sharded store is disposed of (it was opened for this store alone). */
+  readonly disposeWithStore?: boolean;
 }
 
 const encoder = new TextEncoder();

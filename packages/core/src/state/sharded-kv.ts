@@ -85,6 +85,7 @@ interface Coordination {
   readonly ackTimeoutMs: number;
   readonly clock: Clock;
   readonly resolveGroup: ShardCoordinationOptions["resolveGroup"];
+  readonly disposeWithStore: boolean;
   /** Until when (monotonic) this router may serve: its last heartbeat's send time plus the lease. */
   validUntil: number;
   lastBeat: number;
@@ -175,6 +176,22 @@ export function slotsToGive(owners: readonly string[], groups: number): number[]
     take.push(slots.pop() as number);
   }
   return take;
+}
+
+/** Copies and deletes a rebalance keeps in flight at once (writes to a group share commits). */
+const MOVE_CONCURRENCY = 32;
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function inParallel<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<unknown>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** Lists every entry of a store (page by page). */
@@ -618,6 +635,7 @@ export class ShardedKv implements StrongKV {
       ackTimeoutMs: o.ackTimeoutMs ?? 4 * leaseMs,
       clock,
       resolveGroup: o.resolveGroup,
+      disposeWithStore: o.disposeWithStore === true,
       validUntil: -Infinity,
       lastBeat: -Infinity,
       timer: undefined,
@@ -863,7 +881,7 @@ export class ShardedKv implements StrongKV {
       await this.commitMap({ ...rest, epoch: map.epoch + 1, owners, generations }, revision);
       for (const [groupId, keys] of copied) {
         const kv = (this.groups.get(groupId) as ShardGroup).kv;
-        for (const key of keys) await kv.delete(key);
+        await inParallel(keys, MOVE_CONCURRENCY, (key) => kv.delete(key));
       }
       const perSlot = new Map<number, number>();
       for (const keys of copied.values()) {
@@ -886,8 +904,8 @@ export class ShardedKv implements StrongKV {
   ): Promise<Map<string, string[]>> {
     const slots = new Set(moving.slots);
     const target = (this.groups.get(moving.to) as ShardGroup).kv;
-    for (const entry of await listAll(target))
-      if (slots.has(this.slotOf(entry.key))) await target.delete(entry.key);
+    const stale = (await listAll(target)).filter((e) => slots.has(this.slotOf(e.key)));
+    await inParallel(stale, MOVE_CONCURRENCY, (e) => target.delete(e.key));
     const sources = new Set(
       moving.slots
         .map((slot) => (map.groups[map.owners[slot] as number] as { id: string }).id)
@@ -895,15 +913,16 @@ export class ShardedKv implements StrongKV {
     );
     const copied = new Map<string, string[]>();
     for (const source of sources) {
-      const keys: string[] = [];
-      for (const entry of await listAll((this.groups.get(source) as ShardGroup).kv)) {
-        const slot = this.slotOf(entry.key);
-        // Only keys the source owns: it may hold leftovers of slots it gave away earlier.
-        if (!slots.has(slot) || map.groups[map.owners[slot] as number]?.id !== source) continue;
-        await target.put(entry.key, entry.value);
-        keys.push(entry.key);
-      }
-      copied.set(source, keys);
+      // Only keys the source owns: it may hold leftovers of slots it gave away earlier.
+      const entries = (await listAll((this.groups.get(source) as ShardGroup).kv)).filter((e) => {
+        const slot = this.slotOf(e.key);
+        return slots.has(slot) && map.groups[map.owners[slot] as number]?.id === source;
+      });
+      await inParallel(entries, MOVE_CONCURRENCY, (e) => target.put(e.key, e.value));
+      copied.set(
+        source,
+        entries.map((e) => e.key),
+      );
     }
     return copied;
   }
@@ -930,5 +949,6 @@ export class ShardedKv implements StrongKV {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
     await Promise.all([...this.groups.values()].map((g) => g.kv[Symbol.asyncDispose]()));
+    if (this.coord?.disposeWithStore === true) await this.coord.kv[Symbol.asyncDispose]();
   }
 }

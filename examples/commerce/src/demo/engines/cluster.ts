@@ -75,7 +75,7 @@ import { DEMO_REGIONS, SERVICE_NODES, type DemoCluster, type DemoRegion } from "
 import { CUSTOMER_FUNDS_MINOR, GATEWAY_RESILIENCE } from "../embedded-cluster.js";
 import { LEDGER_STREAM, NATS_CONNECTION, enginesNames } from "./node-config.js";
 import { NodeProcess } from "./node-process.js";
-import { openStockKv } from "./stock-kv.js";
+import { openStockGroup, openStockKv } from "./stock-kv.js";
 
 /** Options of {@link startEnginesCluster}. */
 export interface EnginesClusterOptions {
@@ -262,8 +262,14 @@ export async function startEnginesCluster(
       closing(openPostgresKv({ url: pgUrl, namespace: names.pgNamespace, poolSize: 6 }), (o) =>
         o.close(),
       ),
-      closing(openStockKv({ url: pgUrl, namespace: names.pgNamespace, poolSize: 6 }), (o) =>
-        o[Symbol.asyncDispose](),
+      closing(
+        openStockKv({
+          url: pgUrl,
+          namespace: names.pgNamespace,
+          poolSize: 6,
+          routerId: "driver",
+        }),
+        (o) => o[Symbol.asyncDispose](),
       ),
       closing(
         openNatsLog({
@@ -368,6 +374,8 @@ export async function startEnginesCluster(
       },
       kv,
       stockKv,
+      openStockGroup: (id, region) =>
+        openStockGroup({ url: pgUrl, namespace: names.pgNamespace, poolSize: 6 }, id, region),
       log: eventLog,
       events,
       ledgers: [ledger],

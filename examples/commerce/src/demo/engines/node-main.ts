@@ -170,6 +170,7 @@ async function main(): Promise<void> {
       namespace: names.pgNamespace,
       poolSize: 4,
       clock: node.clock,
+      routerId: config.id,
     }),
   );
   closers.push(["PostgreSQL (stock)", async () => await stockKv[Symbol.asyncDispose]()]);
