@@ -643,6 +643,7 @@ export class ShardedKv implements StrongKV {
       closed: false,
     };
     store.coord = c;
+    store.epoch = 0; // applies no map yet
     try {
       await store.beat(); // registers: a rebalance from now on waits for this router
       let current = await c.kv.get(c.mapKey);
