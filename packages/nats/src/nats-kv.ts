@@ -54,6 +54,13 @@ export interface NatsKvOptions {
 const BUCKET = /^[A-Za-z0-9_-]{1,64}$/;
 const WRONG_LAST_SEQUENCE = 10071;
 const OPERATION = "KV-Operation";
+/**
+ * The subject token (after the bucket's `$KV.<bucket>.`) of read barriers. `~` is in no Strata key
+ * (see `checkKey`), so no key's subject can be a barrier's, and every path that walks the bucket's
+ * keys or changes skips keys starting with it.
+ */
+const RESERVED = "~";
+const BARRIER = `${RESERVED}read-barrier`;
 
 /** Maps a nats.js or JetStream failure to a StrataError; shared by the package's adapters. */
 export function toError(error: unknown, what: string): StrataError {
@@ -88,9 +95,26 @@ function isWrongLastSequence(error: unknown): boolean {
 /**
  * StrongKV on NATS JetStream KV (server >= 2.10). Writes go to the bucket's stream leader and are
  * acknowledged once stored by a quorum (R3); compare-and-set uses the expected-last-subject-
- * sequence header, so two writers can never both win a revision. Linearizable reads ask the
- * stream leader (`STREAM.MSG.GET`); stale reads, when asked for, use direct get, which any
- * replica may answer. Capabilities: no leases (per-message TTL arrived in nats-server 2.11).
+ * sequence header, so two writers can never both win a revision. Stale reads, when asked for, use
+ * direct get, which any replica may answer. Capabilities: no leases (per-message TTL arrived in
+ * nats-server 2.11).
+ *
+ * Linearizable reads ask the stream leader (`STREAM.MSG.GET`), and with more than one replica they
+ * first commit a read barrier. JetStream has no leader leases: a leader cut off from its followers
+ * keeps answering as leader until its lost-quorum check (10-20 s after the cut), and for a moment
+ * after the partition heals, while the followers have elected a new leader after their election
+ * timeout (4-9 s) and commit writes it never sees; its answers then are stale. The barrier is an
+ * empty message (a delete marker, so NATS tools list no key for it) published to a reserved
+ * subject of the bucket's stream; the leader acknowledges it only once a quorum has stored it,
+ * after applying every earlier entry, so that leader's answer to the read that follows holds every
+ * write acknowledged before the read began, and a cut-off leader fails the read (UNAVAILABLE)
+ * instead of answering. The read itself goes to whichever server believes it leads the stream:
+ * should another server answer it (leadership moving between the two requests, or an old leader
+ * that has not yet heard of the new term when a partition heals), the barrier proves nothing about
+ * that answer; JetStream 2.10 offers no read that carries its own proof of a quorum. Concurrent
+ * reads share a barrier, but only one published after they were invoked.
+ * Barriers take revisions (the store's revisions have gaps anyway) and the bucket keeps the last
+ * `history` of them, as of any key; watches and listings skip them.
  */
 class NatsKv implements StrongKV {
   readonly name = "nats";
@@ -107,7 +131,12 @@ class NatsKv implements StrongKV {
   private readonly replicas: number;
   private readonly stream: string;
   private readonly prefix: string;
+  private readonly history: number;
   private closed = false;
+  /** The barrier being published now, if any. */
+  private barrierSent: Promise<number> | undefined;
+  /** The barrier reads invoked since `barrierSent` was published wait for, if any. */
+  private barrierNext: Promise<number> | undefined;
 
   constructor(init: {
     js: JetStreamClient;
@@ -115,8 +144,10 @@ class NatsKv implements StrongKV {
     kv: KV;
     bucket: string;
     replicas: number;
+    history: number;
   }) {
     this.replicas = init.replicas;
+    this.history = init.history;
     this.js = init.js;
     this.jsm = init.jsm;
     this.kv = init.kv;
@@ -130,16 +161,57 @@ class NatsKv implements StrongKV {
     if (signal?.aborted === true) throw new StrataError("CANCELLED", "cancelled");
   }
 
-  /** The latest message for a key from the stream leader, deletes included. */
-  private async latest(key: string, stale: boolean): Promise<StoredMsg | null> {
+  /**
+   * The revision of a read barrier published after this call: resolves once a quorum of the
+   * stream's replicas has stored it, so the stream leader that acknowledged it had, at that
+   * moment, applied every write acknowledged before the call. A barrier is published only once
+   * the previous one has been answered; calls made meanwhile share the next one. When the
+   * previous one fails, so do they (a read may always fail), which keeps a cut-off leader from
+   * collecting a queue of barriers and the reads' latency at one timeout.
+   */
+  private barrier(): Promise<number> {
+    if (this.barrierNext !== undefined) return this.barrierNext;
+    const previous = this.barrierSent;
+    const next = (async () => {
+      try {
+        await previous;
+      } finally {
+        this.barrierNext = undefined;
+      }
+      const h = headers();
+      h.set(OPERATION, "DEL");
+      const sent = this.js
+        .publish(this.prefix + BARRIER, new Uint8Array(0), { headers: h })
+        .then((ack) => ack.seq);
+      this.barrierSent = sent;
+      try {
+        return await sent;
+      } finally {
+        if (this.barrierSent === sent) this.barrierSent = undefined;
+      }
+    })();
+    this.barrierNext = next;
+    return next;
+  }
+
+  /**
+   * The latest message for a key, deletes included. `stale`: direct get, any replica; `leader`:
+   * the stream leader's, for a caller that has just passed a barrier; `linearizable`: a barrier,
+   * then the stream leader's. One replica: direct get is answered by the stream's only server,
+   * which applies a write before acknowledging it, so it is as fresh as a barrier and a leader's
+   * STREAM.MSG.GET, and cheaper (no JSON/base64 envelope).
+   */
+  private async latest(
+    key: string,
+    read: "stale" | "leader" | "linearizable",
+  ): Promise<StoredMsg | null> {
     const query = { last_by_subj: this.prefix + key };
     try {
-      // One replica: direct get is answered by the stream's only server, which applies a write
-      // before acknowledging it, so it is as fresh as the leader's STREAM.MSG.GET and cheaper
-      // (no JSON/base64 envelope).
-      return stale || this.replicas === 1
-        ? await this.jsm.direct.getMessage(this.stream, query)
-        : await this.jsm.streams.getMessage(this.stream, query);
+      if (read === "stale" || this.replicas === 1) {
+        return await this.jsm.direct.getMessage(this.stream, query);
+      }
+      if (read === "linearizable") await this.barrier();
+      return await this.jsm.streams.getMessage(this.stream, query);
     } catch (error) {
       if (error instanceof JetStreamApiError && error.code === 10037) return null; // no message found
       throw toError(error, `get ${key}`);
@@ -160,7 +232,7 @@ class NatsKv implements StrongKV {
     this.check(options.signal);
     checkKey(key);
     const stale = options.consistency !== undefined && options.consistency !== "linearizable";
-    return this.entry(key, await this.latest(key, stale));
+    return this.entry(key, await this.latest(key, stale ? "stale" : "linearizable"));
   }
 
   private async publish(
@@ -238,16 +310,19 @@ class NatsKv implements StrongKV {
     } catch (error) {
       if (!isWrongLastSequence(error)) throw toError(error, `compare-and-set ${key}`);
     }
-    // The stream's last message for the key is not the expected one. "Absent" (0) also holds
-    // when the last message is a delete marker: retry against the marker's sequence.
-    const latest = await this.latest(key, false);
+    // The stream's last message for the key is not the expected one. (The leader checks this
+    // before replicating, so a cut-off leader may refuse on its own old state; what it holds is
+    // a prefix of what was committed, so the refusal is still right, but the current revision
+    // the error reports is read behind a barrier.) "Absent" (0) also holds when the last
+    // message is a delete marker: retry against the marker's sequence.
+    const latest = await this.latest(key, "linearizable");
     const current = this.entry(key, latest);
     if (expectedRevision === 0 && current === undefined && latest !== null) {
       try {
         return await this.publish(key, value, latest.seq);
       } catch (error) {
         if (!isWrongLastSequence(error)) throw toError(error, `compare-and-set ${key}`);
-        const now = this.entry(key, await this.latest(key, false));
+        const now = this.entry(key, await this.latest(key, "linearizable"));
         throw this.conflict(key, now?.revision ?? 0, expectedRevision);
       }
     }
@@ -264,7 +339,8 @@ class NatsKv implements StrongKV {
   ): Promise<boolean> {
     this.check(options.signal);
     checkKey(key);
-    const latest = await this.latest(key, false);
+    // Behind a barrier: "nothing to delete" from a cut-off leader would be a stale claim.
+    const latest = await this.latest(key, "linearizable");
     const current = this.entry(key, latest);
     if (
       options.expectedRevision !== undefined &&
@@ -278,7 +354,7 @@ class NatsKv implements StrongKV {
       return true;
     } catch (error) {
       if (!isWrongLastSequence(error)) throw toError(error, `delete ${key}`);
-      const now = this.entry(key, await this.latest(key, false));
+      const now = this.entry(key, await this.latest(key, "linearizable"));
       if (options.expectedRevision !== undefined)
         throw this.conflict(key, now?.revision ?? 0, options.expectedRevision);
       // Someone wrote in between; an unconditional delete still deletes the newer value.
@@ -295,8 +371,14 @@ class NatsKv implements StrongKV {
     const limit = checkLimit(options.limit);
     const keys: string[] = [];
     try {
+      // One barrier for the page: each entry is then read from the stream leader.
+      if (this.replicas > 1) await this.barrier();
       for await (const key of await this.kv.keys()) {
-        if (key.startsWith(prefix) && (options.after === undefined || key > options.after))
+        if (
+          key.startsWith(prefix) &&
+          !key.startsWith(RESERVED) &&
+          (options.after === undefined || key > options.after)
+        )
           keys.push(key);
       }
     } catch (error) {
@@ -308,7 +390,7 @@ class NatsKv implements StrongKV {
     for (const key of keys) {
       if (entries.length === limit) break;
       last = key;
-      const entry = this.entry(key, await this.latest(key, false));
+      const entry = this.entry(key, await this.latest(key, "leader"));
       if (entry !== undefined) entries.push(entry);
     }
     const more = last !== undefined && keys.indexOf(last) < keys.length - 1;
@@ -325,11 +407,27 @@ class NatsKv implements StrongKV {
   async revision(options: KvCallOptions = {}): Promise<number> {
     this.check(options.signal);
     try {
+      // With replicas, a barrier's own revision: later than every write acknowledged before the
+      // call (the stream info of a cut-off leader could be older).
+      if (this.replicas > 1) return await this.barrier();
       const info = await this.jsm.streams.info(this.stream);
       return info.state.last_seq;
     } catch (error) {
       throw toError(error, "revision");
     }
+  }
+
+  /**
+   * Whether a key may have lost revisions to the bucket's history limit: some key holds `history`
+   * messages. The stream's first sequence alone cannot tell, since barriers (which the limit
+   * removes too) may have been all that went.
+   */
+  private async keysAtHistoryLimit(): Promise<boolean> {
+    const info = await this.jsm.streams.info(this.stream, { subjects_filter: `${this.prefix}>` });
+    const reserved = this.prefix + RESERVED;
+    return Object.entries(info.state.subjects ?? {}).some(
+      ([subject, count]) => !subject.startsWith(reserved) && count >= this.history,
+    );
   }
 
   watch(
@@ -346,7 +444,11 @@ class NatsKv implements StrongKV {
       try {
         if (from !== undefined) {
           const info = await this.jsm.streams.info(this.stream);
-          if (from + 1 < info.state.first_seq && from < info.state.last_seq) {
+          if (
+            from + 1 < info.state.first_seq &&
+            from < info.state.last_seq &&
+            (await this.keysAtHistoryLimit())
+          ) {
             throw new StrataError(
               "OUT_OF_RANGE",
               `revision ${from} is compacted; the oldest watchable is ${info.state.first_seq - 1}`,
@@ -363,7 +465,7 @@ class NatsKv implements StrongKV {
         );
         options.signal?.addEventListener("abort", () => iterator.stop(), { once: true });
         for await (const e of iterator) {
-          if (!e.key.startsWith(prefix)) continue;
+          if (!e.key.startsWith(prefix) || e.key.startsWith(RESERVED)) continue;
           if (from !== undefined && e.revision <= from) continue;
           queue.push(
             e.operation === "PUT"
@@ -452,7 +554,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<StrongKV> {
       );
     }
     return instrumentKv(
-      new NatsKv({ js, jsm, kv, bucket: options.bucket, replicas }),
+      new NatsKv({ js, jsm, kv, bucket: options.bucket, replicas, history }),
       options.telemetry,
     );
   } catch (error) {
