@@ -183,6 +183,33 @@ $fn$`;
 }
 
 /**
+ * The common writes as one plain statement, without the function's PL/pgSQL (which costs about
+ * a tenth of a write): a put without a lease (`cas` false: an upsert) or a compare-and-set on an
+ * existing revision (`cas` true: an update at that revision, $3). The same locks, taken in the
+ * same order: the materialised `l` takes them before `r` draws the revision (a row of `r` is
+ * made from a row of `l`), and both are held until the commit, as the watch horizon needs.
+ * Returns the new revision, or no row when a compare-and-set found another revision (the caller
+ * then asks the function, which reports the current one).
+ */
+function fastWrite(t: Names, logged: boolean, cas: boolean): string {
+  const write = cas
+    ? `UPDATE ${t.data} d SET value = $2, revision = r.v, lease = NULL FROM r
+       WHERE d.key = $1 AND d.revision = $3 RETURNING d.key, d.revision`
+    : `INSERT INTO ${t.data} AS d (key, value, revision, create_revision) SELECT $1, $2, r.v, r.v FROM r
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision, lease = NULL
+       RETURNING d.key, d.revision`;
+  return `WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(${keyLock(t, "$1::text")}),
+      pg_advisory_xact_lock_shared(${namespaceLock(t)})),
+    r AS MATERIALIZED (SELECT nextval('${t.seq}') AS v FROM l),
+    w AS (${write})
+  ${
+    logged
+      ? `INSERT INTO ${t.log} (revision, key, value) SELECT w.revision, w.key, $2 FROM w RETURNING revision`
+      : `SELECT w.revision FROM w`
+  }`;
+}
+
+/**
  * A transaction in one round trip: the key locks in lock order (or the namespace lock alone for
  * many keys), the checks in the order given, then one revision per effective write, in the
  * order given (key order). Refused, it returns the failing check's or write's index (from 1)
@@ -572,6 +599,27 @@ class PostgresKvStore implements StrongKV {
     lease: string | undefined,
     expected: number | undefined,
   ): Promise<{ outcome: string; revision: number; current: number }> {
+    if (op === "put" && lease === undefined && (expected === undefined || expected > 0)) {
+      let written: string | undefined;
+      try {
+        const cas = expected !== undefined;
+        const r = await this.pool.query<{ revision: string }>({
+          name: `${this.t.fn}_${cas ? "cas" : "put"}`,
+          text: fastWrite(this.t, this.logged, cas),
+          values: cas
+            ? [key, asBuffer(value as Uint8Array), expected]
+            : [key, asBuffer(value as Uint8Array)],
+        });
+        written = r.rows[0]?.revision;
+      } catch (error) {
+        throw pgError(error, `${op} ${key}`);
+      }
+      if (written !== undefined) {
+        this.changed();
+        return { outcome: "ok", revision: Number(written), current: expected ?? 0 };
+      }
+      // A compare-and-set that found another revision: the function reports the current one.
+    }
     let row: { outcome: string; revision: string; current_revision: string } | undefined;
     try {
       const r = await this.pool.query<{
