@@ -242,7 +242,7 @@ export async function startPostgres(
       "wal_level = replica",
       "max_wal_senders = 5",
       "hot_standby = on",
-      "max_connections = 100",
+      "max_connections = 200",
       "shared_buffers = 32MB",
     ];
     await writeFile(join(primary.data, "postgresql.auto.conf"), `${conf.join("\n")}\n`, {

@@ -49,10 +49,11 @@ export function enginesNames(namespace: string): {
   readonly streamPrefix: string;
   readonly subjectPrefix: string;
 } {
-  if (!/^[a-z][a-z0-9_]{0,30}$/.test(namespace)) {
+  // The stock store's namespaces add up to 11 characters (`_stock_eu_2`) within PostgreSQL's 41.
+  if (!/^[a-z][a-z0-9_]{0,28}$/.test(namespace)) {
     throw new StrataError(
       "INVALID_ARGUMENT",
-      `namespace "${namespace}" must be 1-31 of a-z 0-9 _, starting with a letter`,
+      `namespace "${namespace}" must be 1-29 of a-z 0-9 _, starting with a letter`,
     );
   }
   return {

@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     openStockKv({
       url: config.postgresUrl,
       namespace: names.pgNamespace,
-      poolSize: 4,
+      poolSize: 3,
       clock: node.clock,
       routerId: config.id,
     }),
