@@ -245,7 +245,9 @@ export async function startChaosCluster(options: ChaosClusterOptions = {}): Prom
   log(`NATS: ${nats.servers.map((s) => s.name).join(", ")} (routes through proxies)`);
   const nodes: NodeProcess[] = [];
   let client: StrataNode | undefined;
-  const withPostgres = options.postgres ?? workloads.includes("pg-register");
+  const withPostgres =
+    options.postgres ??
+    (workloads.includes("pg-register") || workloads.includes("sharded-register"));
   let postgres: PostgresCluster | undefined;
   const pgLinks = new Map<string, TcpProxy>();
   const stop = async (): Promise<void> => {

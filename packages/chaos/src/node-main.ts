@@ -19,6 +19,7 @@ import {
   createNode,
   isStrataError,
   openEmbeddedKv,
+  ShardedKv,
   systemClock,
   type CrdtSpace,
   type DotFun,
@@ -36,6 +37,8 @@ import {
   pgRegisterService,
   registerService,
   setService,
+  shardedRegisterService,
+  shardsService,
   type NodeConfig,
 } from "./services.js";
 import { skewedClock } from "./clock.js";
@@ -89,7 +92,10 @@ function serveRegister(
           try {
             return { revision: await kv.compareAndSet(key, encode(to), entry?.revision ?? 0) };
           } catch (error) {
-            if (!isStrataError(error, "FAILED_PRECONDITION")) throw error;
+            // Another write came first, or (sharded) the key moved since it was read: compare
+            // again on the current entry.
+            const moved = isStrataError(error, "ABORTED") && error.details["reason"] === "moved";
+            if (!(isStrataError(error, "FAILED_PRECONDITION") || moved)) throw error;
           }
         }
         throw new StrataError("ABORTED", `register ${key}: too much contention`);
@@ -339,6 +345,56 @@ async function main(): Promise<void> {
         openPostgresKv({ url, namespace: "chaos_register", poolSize: 4, clock: node.clock }),
       );
       closers.push(serveRegister(node, kv, pgRegisterService, config));
+    }
+    if (workload === "sharded-register") {
+      const url = config.postgresUrl;
+      if (url === undefined) throw new Error("sharded-register needs postgresUrl");
+      const group = async (id: string) => ({
+        id,
+        region: "eu",
+        kv: await openPostgresKv({
+          url,
+          namespace: `chaos_shard_${id}`,
+          watch: false,
+          poolSize: 2,
+          clock: node.clock,
+        }),
+      });
+      const kv = await opening("sharded-register", async () =>
+        ShardedKv.open([await group("a"), await group("b")], {
+          coordination: {
+            kv: await openPostgresKv({
+              url,
+              namespace: "chaos_shard_map",
+              watch: false,
+              poolSize: 2,
+              clock: node.clock,
+            }),
+            routerId: config.id,
+            leaseMs: 3_000,
+            pollMs: 100,
+            batchSlots: 64,
+            disposeWithStore: true,
+            resolveGroup: (g) => group(g.id),
+            clock: node.clock,
+          },
+        }),
+      );
+      closers.push(serveRegister(node, kv, shardedRegisterService, config));
+      node.serve(
+        shardsService.implement({
+          addGroup: async ({ id }) => {
+            const keys = await kv.addGroup(await group(id));
+            return { keys, epoch: kv.map().epoch };
+          },
+          status: () =>
+            Promise.resolve({
+              groups: kv.map().groups.map((g) => g.id),
+              epoch: kv.map().epoch,
+              rebalancing: kv.map().rebalance !== undefined,
+            }),
+        }),
+      );
     }
     if (workload === "bank") closers.push(await opening("bank", () => serveBank(node, nc, config)));
     if (workload === "set") closers.push(await opening("set", () => serveSet(node, nc, config)));

@@ -103,6 +103,8 @@ export function workloadByName(name: WorkloadName): Workload {
       return counterWorkload();
     case "pg-register":
       return registerWorkload({ store: "postgres" });
+    case "sharded-register":
+      return registerWorkload({ store: "sharded" });
   }
 }
 

@@ -32,6 +32,30 @@ export const registerService = registerContract("chaos-register");
 /** The same registers on the PostgreSQL StrongKV adapter (SERIALIZABLE compare-and-set). */
 export const pgRegisterService = registerContract("chaos-register-pg");
 
+/**
+ * The same registers on a sharded store whose map every node routes by (PostgreSQL groups,
+ * the map in PostgreSQL too), plus adding a shard group, which moves slots while clients run.
+ */
+export const shardedRegisterService = registerContract("chaos-register-sharded");
+
+/** Adds a shard group to the sharded registers (any node may; one rebalance at a time). */
+export const shardsService = defineService({
+  name: "chaos-shards",
+  version: "1.0.0",
+  actions: {
+    addGroup: {
+      input: anySchema<{ id: string }>(),
+      output: anySchema<{ keys: number; epoch: number }>(),
+    },
+    /** The groups in the map as this node routes by it, and whether a rebalance is under way. */
+    status: {
+      input: anySchema<Record<string, never>>(),
+      output: anySchema<{ groups: string[]; epoch: number; rebalancing: boolean }>(),
+      idempotent: true,
+    },
+  },
+});
+
 /** Transfers between accounts of one ledger (on a JetStream R3 log), and whole-bank reads. */
 export const bankService = defineService({
   name: "chaos-bank",
@@ -108,7 +132,15 @@ export const crdtService = defineService({
 });
 
 /** The workloads a chaos node can serve. */
-export const WORKLOADS = ["register", "bank", "set", "crdt", "counter", "pg-register"] as const;
+export const WORKLOADS = [
+  "register",
+  "bank",
+  "set",
+  "crdt",
+  "counter",
+  "pg-register",
+  "sharded-register",
+] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 /** The workloads run when an experiment names none (the PostgreSQL one needs PostgreSQL). */
 export const DEFAULT_WORKLOADS: readonly WorkloadName[] = [
@@ -136,7 +168,7 @@ export interface NodeConfig {
   /** JetStream replicas for the KV bucket, the log and the ledger (1, 3 or 5). */
   readonly replicas: number;
   readonly breakage?: Breakage;
-  /** PostgreSQL connection string (through the node's own proxy), for `pg-register`. */
+  /** PostgreSQL connection string (through the node's own proxy), for `pg-register` and `sharded-register`. */
   readonly postgresUrl?: string;
   /** Initial wall-clock skew (ms) of the node's clock port. */
   readonly skewMs?: number;

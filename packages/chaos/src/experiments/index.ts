@@ -109,6 +109,16 @@ export const EXPERIMENTS: Readonly<Record<string, Experiment>> = {
       },
     ],
   }),
+  "sharded-register": defineExperiment({
+    name: "sharded-register",
+    description:
+      "registers on a store sharded over PostgreSQL groups, every node a router of one map: two shard groups are added while clients run, and a router is paused (SIGSTOP) while the second one takes its slots",
+    workloads: ["sharded-register"],
+    durationMs: 16_000,
+    hypothesis: steady,
+    abort,
+    method: [{ at: 2_300, fault: pause("node-3"), for: 4_000 }],
+  }),
   "broken-register": defineExperiment({
     name: "broken-register",
     description:
@@ -162,6 +172,7 @@ export const VERIFY_SUITE = [
   "slow-network",
   "clock-skew",
   "postgres-faults",
+  "sharded-register",
 ] as const;
 
 /** Deliberately broken systems: each must end in an anomaly. */

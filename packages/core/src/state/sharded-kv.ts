@@ -46,6 +46,8 @@ export interface ShardMapSnapshot {
   readonly epoch: number;
   readonly owners: readonly string[];
   readonly groups: ReadonlyArray<{ readonly id: string; readonly region: string }>;
+  /** A rebalance recorded in a shared map and not finished: the group and the slots still to move. */
+  readonly rebalance?: { readonly to: string; readonly slotsLeft: number };
 }
 
 /**
@@ -240,6 +242,8 @@ export class ShardedKv implements StrongKV {
   /** Coordinated mode: what releases the operations waiting on each frozen slot. */
   private readonly frozen = new Map<number, () => void>();
   private coord: Coordination | undefined;
+  /** Coordinated mode: the unfinished rebalance of the map last applied. */
+  private rebalancing: ShardMapSnapshot["rebalance"];
   /** Per slot: how many times it has moved (see {@link GENERATION}). */
   private generations: number[] = new Array<number>(SLOTS).fill(0);
 
@@ -319,11 +323,14 @@ export class ShardedKv implements StrongKV {
 
   /** The current slot table, for tools and for routing state calls to the owning shard. */
   map(): ShardMapSnapshot {
-    return {
+    const snapshot = {
       epoch: this.epoch,
       owners: [...this.owners],
       groups: [...this.groups.values()].map((g) => ({ id: g.id, region: g.region })),
     };
+    return this.rebalancing === undefined
+      ? snapshot
+      : { ...snapshot, rebalance: { ...this.rebalancing } };
   }
 
   /** The group that owns `key` now. */
@@ -740,6 +747,11 @@ export class ShardedKv implements StrongKV {
     this.owners = map.owners.map((i) => (map.groups[i] as { id: string }).id);
     this.generations = [...(map.generations ?? new Array<number>(SLOTS).fill(0))];
     this.epoch = map.epoch;
+    const to = map.moving?.to ?? map.pending?.to;
+    this.rebalancing =
+      to === undefined
+        ? undefined
+        : { to, slotsLeft: (map.moving?.slots.length ?? 0) + (map.pending?.slots.length ?? 0) };
     for (const [slot, release] of [...this.frozen]) {
       if (frozen.has(slot)) continue;
       this.frozen.delete(slot);
