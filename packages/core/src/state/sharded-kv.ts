@@ -816,7 +816,9 @@ export class ShardedKv implements StrongKV {
 
   /**
    * Coordinated mode: finishes a rebalance recorded in the map whose coordinator stopped (or
-   * gave up waiting for a router), from any router. Returns how many keys moved.
+   * gave up waiting for a router), from any router. Returns how many keys moved. Call it only
+   * once the process that ran the rebalance has stopped, from one router: two rebalancers
+   * copying one batch at once could overwrite newer values.
    */
   async resumeRebalance(
     options: { readonly onSlotMoved?: (slot: number, keys: number) => void } = {},
