@@ -122,8 +122,10 @@ const NOTIFY_GAP_MS = 5;
 const MAX_KEY_LOCKS = 64;
 
 /**
- * One write in one round trip: lock, check, write the row and its change-log entry. A refused
- * write writes nothing, so it costs no WAL flush. Revisions may be left unused (a refused
+ * One write in one round trip: lock, check, write the row and its change-log entry. The common
+ * put and compare-and-set take the plain statements of {@link fastWrite} instead; this serves
+ * the rest (create, delete, leases) and reports the current revision of a compare-and-set that
+ * lost. A refused write writes nothing, so it costs no WAL flush. Revisions may be left unused (a refused
  * compare-and-set draws one): revisions increase, with gaps.
  */
 function writeFunction(t: Names, logged: boolean): string {
@@ -135,27 +137,6 @@ DECLARE cur bigint; rev bigint;
 BEGIN
   PERFORM pg_advisory_xact_lock(${keyLock(t, "p_key")});
   PERFORM pg_advisory_xact_lock_shared(${namespaceLock(t)});
-  IF p_op = 'put' AND p_lease IS NULL AND (p_expected IS NULL OR p_expected > 0) THEN
-    -- The common case in one statement: update the row if it is there (at the expected
-    -- revision) and log the change. Otherwise a put creates the row with the same revision,
-    -- and a compare-and-set goes on to report the conflict (its revision stays unused).
-    rev := nextval('${t.seq}');
-    ${
-      logged
-        ? `WITH changed AS (
-      UPDATE ${t.data} d SET value = p_value, revision = rev, lease = NULL
-      WHERE d.key = p_key AND (p_expected IS NULL OR d.revision = p_expected) RETURNING d.key)
-    INSERT INTO ${t.log} (revision, key, value) SELECT rev, changed.key, p_value FROM changed;`
-        : `UPDATE ${t.data} d SET value = p_value, revision = rev, lease = NULL
-      WHERE d.key = p_key AND (p_expected IS NULL OR d.revision = p_expected);`
-    }
-    IF FOUND THEN RETURN QUERY SELECT 'ok'::text, rev, COALESCE(p_expected, 0); RETURN; END IF;
-    IF p_expected IS NULL THEN
-      INSERT INTO ${t.data} (key, value, revision, create_revision) VALUES (p_key, p_value, rev, rev);
-      ${log("rev, p_key, p_value")}
-      RETURN QUERY SELECT 'ok'::text, rev, 0::bigint; RETURN;
-    END IF;
-  END IF;
   SELECT d.revision INTO cur FROM ${t.data} d WHERE d.key = p_key;
   cur := COALESCE(cur, 0);
   IF p_op = 'create' AND cur <> 0 THEN RETURN QUERY SELECT 'exists'::text, 0::bigint, cur; RETURN; END IF;
@@ -345,6 +326,9 @@ class PostgresKvStore implements StrongKV {
   /** Whether the namespace keeps a change log (and so can be watched). */
   private readonly logged: boolean;
   private readonly namespace: string;
+  /** The plain statements of a put and a compare-and-set (see {@link fastWrite}). */
+  private readonly putSql: string;
+  private readonly casSql: string;
   private readonly watchers = new Set<() => void>();
   private sweeper: Timer | undefined;
   private listener: pg.PoolClient | undefined;
@@ -396,6 +380,8 @@ class PostgresKvStore implements StrongKV {
     };
     this.logged = options.watch ?? true;
     this.namespace = options.namespace;
+    this.putSql = fastWrite(this.t, this.logged, false);
+    this.casSql = fastWrite(this.t, this.logged, true);
     this.capabilities = {
       staleReads: this.standby !== undefined,
       leases: true,
@@ -605,7 +591,7 @@ class PostgresKvStore implements StrongKV {
         const cas = expected !== undefined;
         const r = await this.pool.query<{ revision: string }>({
           name: `${this.t.fn}_${cas ? "cas" : "put"}`,
-          text: fastWrite(this.t, this.logged, cas),
+          text: cas ? this.casSql : this.putSql,
           values: cas
             ? [key, asBuffer(value as Uint8Array), expected]
             : [key, asBuffer(value as Uint8Array)],

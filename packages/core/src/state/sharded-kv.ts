@@ -91,70 +91,69 @@ interface Coordination {
   /** Until when (monotonic) this router may serve: its last heartbeat's send time plus the lease. */
   validUntil: number;
   lastBeat: number;
+  /** The revision of the map last applied (0: none yet). */
+  mapRevision: number;
   timer: Timer | undefined;
   /** Map reads, applies and heartbeats run one at a time, in this chain. */
   serial: Promise<unknown>;
   closed: boolean;
 }
 
-/** Revisions of one slot's generation, to and from its group's own (see {@link GENERATION}). */
-class Revisions {
-  private readonly generation: number;
-  constructor(generation: number) {
-    this.generation = generation;
-  }
+/** A group's revision as this store gives it, in a slot of generation `g` (see {@link GENERATION}). */
+function fromGroup(g: number, revision: number): number {
+  return revision === 0 ? 0 : g * GENERATION + revision;
+}
 
-  fromGroup(revision: number): number {
-    return revision === 0 ? 0 : this.generation * GENERATION + revision;
-  }
+/** The group's revision for a revision of this store; undefined if from another generation. */
+function toGroup(g: number, revision: number): number | undefined {
+  if (revision === 0) return 0;
+  return Math.floor(revision / GENERATION) === g ? revision % GENERATION : undefined;
+}
 
-  /** The group's revision for a revision of this store; undefined if from another generation. */
-  toGroup(revision: number): number | undefined {
-    if (revision === 0) return 0;
-    return Math.floor(revision / GENERATION) === this.generation
-      ? revision % GENERATION
-      : undefined;
-  }
+function entryFromGroup(g: number, entry: KvEntry): KvEntry {
+  const out = { ...entry, revision: fromGroup(g, entry.revision) };
+  return entry.createRevision === undefined
+    ? out
+    : { ...out, createRevision: fromGroup(g, entry.createRevision) };
+}
 
-  entry(entry: KvEntry | undefined): KvEntry | undefined {
-    if (entry === undefined) return undefined;
-    const out = { ...entry, revision: this.fromGroup(entry.revision) };
-    return entry.createRevision === undefined
-      ? out
-      : { ...out, createRevision: this.fromGroup(entry.createRevision) };
-  }
-
-  /** A group's refusal with the current revision as this store gives it. */
-  async translate<T>(call: Promise<T>): Promise<T> {
-    try {
-      return await call;
-    } catch (error) {
-      const current = (error as StrataError).details?.currentRevision;
-      if (!(error instanceof StrataError) || typeof current !== "number") throw error;
-      throw new StrataError(
-        error.code,
-        error.message.replace(/revision \d+/, `revision ${this.fromGroup(current)}`),
-        {
-          cause: error,
-          details: { ...error.details, currentRevision: this.fromGroup(current) },
-        },
-      );
-    }
-  }
-
-  /**
-   * The refusal of a revision from an earlier generation: the key has moved to another group
-   * since it was read. ABORTED, not FAILED_PRECONDITION: its value may be the same, only its
-   * revision changed, so the caller should read again and retry.
-   */
-  async moved(kv: StrongKV, key: string, expected: number): Promise<StrataError> {
-    const current = this.fromGroup((await kv.get(key))?.revision ?? 0);
-    return new StrataError(
-      "ABORTED",
-      `key ${key} moved to another shard group since revision ${expected} was read; read it again`,
-      { details: { key, currentRevision: current, expectedRevision: expected, reason: "moved" } },
+/** A group's refusal, with the current revision as this store gives it. */
+async function translated<T>(g: number, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (error) {
+    const current = (error as StrataError).details?.currentRevision;
+    if (!(error instanceof StrataError) || typeof current !== "number") throw error;
+    throw new StrataError(
+      error.code,
+      error.message.replace(/revision \d+/, `revision ${fromGroup(g, current)}`),
+      { cause: error, details: { ...error.details, currentRevision: fromGroup(g, current) } },
     );
   }
+}
+
+/**
+ * The refusal of a revision from an earlier generation: the key has moved to another group
+ * since it was read. ABORTED, not FAILED_PRECONDITION: its value may be the same, only its
+ * revision changed, so the caller should read again and retry.
+ */
+async function moved(g: number, kv: StrongKV, key: string, expected: number): Promise<StrataError> {
+  const current = fromGroup(g, (await kv.get(key))?.revision ?? 0);
+  return new StrataError(
+    "ABORTED",
+    `key ${key} moved to another shard group since revision ${expected} was read; read it again`,
+    { details: { key, currentRevision: current, expectedRevision: expected, reason: "moved" } },
+  );
+}
+
+/** The owning group's id per slot, from a stored map. */
+function ownerIds(map: StoredShardMap): string[] {
+  return map.owners.map((i) => (map.groups[i] as { id: string }).id);
+}
+
+/** The slots' generations in a stored map (maps written before generations existed: all 0). */
+function generationsOf(map: StoredShardMap): number[] {
+  return [...(map.generations ?? new Array<number>(SLOTS).fill(0))];
 }
 
 /**
@@ -309,15 +308,15 @@ export class ShardedKv implements StrongKV {
         ),
       );
     }
-    return this.on(first, true, async (kv, r) => {
+    return this.on(first, true, async (kv, g) => {
       for (const key of keys) this.dirty?.get(this.slotOf(key))?.add(key);
       const checks = [];
       for (const check of txn.checks ?? []) {
-        const revision = r.toGroup(check.revision);
-        if (revision === undefined) throw await r.moved(kv, check.key, check.revision);
+        const revision = toGroup(g, check.revision);
+        if (revision === undefined) throw await moved(g, kv, check.key, check.revision);
         checks.push({ ...check, revision });
       }
-      return r.fromGroup(await r.translate(kv.transaction({ ...txn, checks }, options)));
+      return fromGroup(g, await translated(g, kv.transaction({ ...txn, checks }, options)));
     });
   }
 
@@ -342,7 +341,7 @@ export class ShardedKv implements StrongKV {
   private async on<T>(
     key: string,
     write: boolean,
-    op: (kv: StrongKV, revisions: Revisions) => Promise<T>,
+    op: (kv: StrongKV, generation: number) => Promise<T>,
   ): Promise<T> {
     checkKey(key);
     const slot = this.slotOf(key);
@@ -353,7 +352,7 @@ export class ShardedKv implements StrongKV {
     this.checkLease(false);
     this.active[slot] = (this.active[slot] ?? 0) + 1;
     try {
-      const result = await op(this.groupOf(key).kv, new Revisions(this.generations[slot] ?? 0));
+      const result = await op(this.groupOf(key).kv, this.generations[slot] ?? 0);
       this.checkLease(true);
       return result;
     } finally {
@@ -398,7 +397,10 @@ export class ShardedKv implements StrongKV {
     key: string,
     options?: KvCallOptions & { readonly consistency?: ReadConsistency },
   ): Promise<KvEntry | undefined> {
-    return this.on(key, false, async (kv, r) => r.entry(await kv.get(key, options)));
+    return this.on(key, false, async (kv, g) => {
+      const entry = await kv.get(key, options);
+      return entry === undefined ? undefined : entryFromGroup(g, entry);
+    });
   }
 
   put(
@@ -407,7 +409,7 @@ export class ShardedKv implements StrongKV {
     options?: KvCallOptions & { readonly lease?: string },
   ): Promise<number> {
     if (options?.lease !== undefined) return this.grantLease().then(() => 0);
-    return this.on(key, true, async (kv, r) => r.fromGroup(await kv.put(key, value, options)));
+    return this.on(key, true, async (kv, g) => fromGroup(g, await kv.put(key, value, options)));
   }
 
   create(
@@ -416,8 +418,8 @@ export class ShardedKv implements StrongKV {
     options?: KvCallOptions & { readonly lease?: string },
   ): Promise<number> {
     if (options?.lease !== undefined) return this.grantLease().then(() => 0);
-    return this.on(key, true, async (kv, r) =>
-      r.fromGroup(await r.translate(kv.create(key, value, options))),
+    return this.on(key, true, async (kv, g) =>
+      fromGroup(g, await translated(g, kv.create(key, value, options))),
     );
   }
 
@@ -428,10 +430,10 @@ export class ShardedKv implements StrongKV {
     options?: KvCallOptions & { readonly lease?: string },
   ): Promise<number> {
     if (options?.lease !== undefined) return this.grantLease().then(() => 0);
-    return this.on(key, true, async (kv, r) => {
-      const expected = r.toGroup(expectedRevision);
-      if (expected === undefined) throw await r.moved(kv, key, expectedRevision);
-      return r.fromGroup(await r.translate(kv.compareAndSet(key, value, expected, options)));
+    return this.on(key, true, async (kv, g) => {
+      const expected = toGroup(g, expectedRevision);
+      if (expected === undefined) throw await moved(g, kv, key, expectedRevision);
+      return fromGroup(g, await translated(g, kv.compareAndSet(key, value, expected, options)));
     });
   }
 
@@ -439,11 +441,11 @@ export class ShardedKv implements StrongKV {
     key: string,
     options?: KvCallOptions & { readonly expectedRevision?: number },
   ): Promise<boolean> {
-    return this.on(key, true, async (kv, r) => {
+    return this.on(key, true, async (kv, g) => {
       if (options?.expectedRevision === undefined) return kv.delete(key, options);
-      const expectedRevision = r.toGroup(options.expectedRevision);
-      if (expectedRevision === undefined) throw await r.moved(kv, key, options.expectedRevision);
-      return r.translate(kv.delete(key, { ...options, expectedRevision }));
+      const expectedRevision = toGroup(g, options.expectedRevision);
+      if (expectedRevision === undefined) throw await moved(g, kv, key, options.expectedRevision);
+      return translated(g, kv.delete(key, { ...options, expectedRevision }));
     });
   }
 
@@ -461,13 +463,11 @@ export class ShardedKv implements StrongKV {
     const merged = pages
       .flatMap((p, i) => p.entries.filter((e) => this.owners[this.slotOf(e.key)] === groups[i]?.id))
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    // A key that moved between the reads of two groups may appear twice: keep one.
-    const unique = merged.filter((e, i) => i === 0 || merged[i - 1]?.key !== e.key);
-    const page = unique
+    const page = merged
       .slice(0, limit)
-      .map((e) => new Revisions(this.generations[this.slotOf(e.key)] ?? 0).entry(e) as KvEntry);
+      .map((e) => entryFromGroup(this.generations[this.slotOf(e.key)] ?? 0, e));
     const last = page[page.length - 1];
-    const more = unique.length > limit || pages.some((p) => p.next !== undefined);
+    const more = merged.length > limit || pages.some((p) => p.next !== undefined);
     return more && last !== undefined ? { entries: page, next: last.key } : { entries: page };
   }
 
@@ -504,10 +504,10 @@ export class ShardedKv implements StrongKV {
   /** An event with its revision as this store gives it: with the slot's generation now. */
   private eventRevisions(event: KvEvent): KvEvent {
     const key = event.type === "put" ? event.entry.key : event.key;
-    const r = new Revisions(this.generations[this.slotOf(key)] ?? 0);
+    const g = this.generations[this.slotOf(key)] ?? 0;
     return event.type === "put"
-      ? { ...event, entry: r.entry(event.entry) as KvEntry }
-      : { ...event, revision: r.fromGroup(event.revision) };
+      ? { ...event, entry: entryFromGroup(g, event.entry) }
+      : { ...event, revision: fromGroup(g, event.revision) };
   }
 
   /** The highest revision of any group (revisions are per group). */
@@ -645,6 +645,7 @@ export class ShardedKv implements StrongKV {
       disposeWithStore: o.disposeWithStore === true,
       validUntil: -Infinity,
       lastBeat: -Infinity,
+      mapRevision: 0,
       timer: undefined,
       serial: Promise.resolve(),
       closed: false,
@@ -670,7 +671,7 @@ export class ShardedKv implements StrongKV {
       }
       if (current === undefined)
         throw new StrataError("UNAVAILABLE", "the shard map vanished while being created");
-      await store.apply(decodeShardMap(current.value, SLOTS));
+      await store.apply(decodeShardMap(current.value, SLOTS), current.revision);
       await store.beat();
     } catch (error) {
       await store.close();
@@ -704,9 +705,9 @@ export class ShardedKv implements StrongKV {
     if (c.closed) return;
     const entry = await c.kv.get(c.mapKey);
     if (entry === undefined) throw new StrataError("DATA_LOSS", "the shard map is gone");
-    const map = decodeShardMap(entry.value, SLOTS);
-    const changed = map.epoch !== this.epoch;
-    if (changed) await this.apply(map);
+    // Decoded only when it changed since this router applied it (a poll is mostly a no-op).
+    const changed = entry.revision !== c.mapRevision;
+    if (changed) await this.apply(decodeShardMap(entry.value, SLOTS), entry.revision);
     if (changed || c.clock.monotonic() - c.lastBeat >= c.leaseMs / 4) await this.beat();
   }
 
@@ -725,7 +726,7 @@ export class ShardedKv implements StrongKV {
    * names as moving (and waits for this router's calls on them to end), releases the slots
    * that are no longer moving.
    */
-  private async apply(map: StoredShardMap): Promise<void> {
+  private async apply(map: StoredShardMap, revision: number): Promise<void> {
     const c = this.coord as Coordination;
     for (const g of map.groups) {
       if (this.groups.has(g.id)) continue;
@@ -744,9 +745,10 @@ export class ShardedKv implements StrongKV {
       this.moving.set(slot, new Promise<void>((resolve) => (release = resolve)));
       this.frozen.set(slot, release);
     }
-    this.owners = map.owners.map((i) => (map.groups[i] as { id: string }).id);
-    this.generations = [...(map.generations ?? new Array<number>(SLOTS).fill(0))];
+    this.owners = ownerIds(map);
+    this.generations = generationsOf(map);
     this.epoch = map.epoch;
+    c.mapRevision = revision;
     const to = map.moving?.to ?? map.pending?.to;
     this.rebalancing =
       to === undefined
@@ -785,7 +787,7 @@ export class ShardedKv implements StrongKV {
           });
         throw error;
       }
-      await this.apply(next);
+      await this.apply(next, written);
       await this.beat();
       return { map: next, revision: written };
     });
@@ -805,8 +807,7 @@ export class ShardedKv implements StrongKV {
       throw new StrataError("ALREADY_EXISTS", `shard group ${group.id} already exists`);
     this.groups.set(group.id, group);
     const groups = [...map.groups, { id: group.id, region: group.region }];
-    const owners = map.owners.map((i) => (map.groups[i] as { id: string }).id);
-    const take = slotsToGive(owners, groups.length);
+    const take = slotsToGive(ownerIds(map), groups.length);
     await this.commitMap(
       { ...map, epoch: map.epoch + 1, groups, pending: { to: group.id, slots: take } },
       revision,
@@ -836,12 +837,12 @@ export class ShardedKv implements StrongKV {
     onSlotMoved: ((slot: number, keys: number) => void) | undefined,
   ): Promise<number> {
     const c = this.coord as Coordination;
-    let moved = 0;
+    let movedKeys = 0;
     for (;;) {
       let { map, revision } = await this.readMap();
       if (map.moving === undefined) {
         const pending = map.pending;
-        if (pending === undefined) return moved;
+        if (pending === undefined) return movedKeys;
         const { pending: _, ...rest } = map;
         const batch = pending.slots.slice(0, c.batchSlots);
         const left = pending.slots.slice(c.batchSlots);
@@ -887,7 +888,7 @@ export class ShardedKv implements StrongKV {
       const copied = await this.copySlots(map, moving);
       const to = map.groups.findIndex((g) => g.id === moving.to);
       const owners = [...map.owners];
-      const generations = [...(map.generations ?? new Array<number>(SLOTS).fill(0))];
+      const generations = generationsOf(map);
       for (const slot of moving.slots) {
         owners[slot] = to;
         generations[slot] = (generations[slot] ?? 0) + 1;
@@ -900,9 +901,11 @@ export class ShardedKv implements StrongKV {
       }
       const perSlot = new Map<number, number>();
       for (const keys of copied.values()) {
-        moved += keys.length;
-        for (const key of keys)
-          perSlot.set(this.slotOf(key), (perSlot.get(this.slotOf(key)) ?? 0) + 1);
+        movedKeys += keys.length;
+        for (const key of keys) {
+          const slot = this.slotOf(key);
+          perSlot.set(slot, (perSlot.get(slot) ?? 0) + 1);
+        }
       }
       for (const slot of moving.slots) onSlotMoved?.(slot, perSlot.get(slot) ?? 0);
     }
@@ -921,17 +924,16 @@ export class ShardedKv implements StrongKV {
     const target = (this.groups.get(moving.to) as ShardGroup).kv;
     const stale = (await listAll(target)).filter((e) => slots.has(this.slotOf(e.key)));
     await inParallel(stale, MOVE_CONCURRENCY, (e) => target.delete(e.key));
+    const owners = ownerIds(map);
     const sources = new Set(
-      moving.slots
-        .map((slot) => (map.groups[map.owners[slot] as number] as { id: string }).id)
-        .filter((id) => id !== moving.to),
+      moving.slots.map((slot) => owners[slot] as string).filter((id) => id !== moving.to),
     );
     const copied = new Map<string, string[]>();
     for (const source of sources) {
       // Only keys the source owns: it may hold leftovers of slots it gave away earlier.
       const entries = (await listAll((this.groups.get(source) as ShardGroup).kv)).filter((e) => {
         const slot = this.slotOf(e.key);
-        return slots.has(slot) && map.groups[map.owners[slot] as number]?.id === source;
+        return slots.has(slot) && owners[slot] === source;
       });
       await inParallel(entries, MOVE_CONCURRENCY, (e) => target.put(e.key, e.value));
       copied.set(
