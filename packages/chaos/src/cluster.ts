@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -45,6 +45,8 @@ export interface ChaosClusterOptions {
   readonly postgres?: boolean;
   /** Where the nodes keep their folders; default a new temporary folder, removed on stop. */
   readonly dir?: string;
+  /** A folder to copy each node's log into (`<node>.log`) when the cluster stops. */
+  readonly logsTo?: string;
   /** Progress lines (process starts, exits). */
   readonly log?: (line: string) => void;
   readonly signal?: AbortSignal;
@@ -258,6 +260,15 @@ export async function startChaosCluster(options: ChaosClusterOptions = {}): Prom
     await Promise.all([...pgLinks.values()].map((l) => l.close()));
     await postgres?.stop();
     await nats.stop();
+    if (options.logsTo !== undefined) {
+      const to = options.logsTo;
+      await mkdir(to, { recursive: true });
+      await Promise.all(
+        nodes.map((n) =>
+          copyFile(join(n.dir, "node.log"), join(to, `${n.name}.log`)).catch(() => undefined),
+        ),
+      );
+    }
     if (ownDir) {
       await rm(dir, { recursive: true, force: true });
       releaseDir(dir);

@@ -193,6 +193,7 @@ describe("the HTML report", () => {
           summary: hostile,
           operations: { ok: 1, fail: 0, info: 0 },
           errors: {},
+          errorExamples: {},
           details: {},
         },
       ],

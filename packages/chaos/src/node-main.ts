@@ -25,6 +25,7 @@ import {
   type DotFun,
   type StrataNode,
   type StrongKV,
+  type Logger,
 } from "@strata/core";
 import { openLedger, type Ledger } from "@strata/ledger";
 import { createNatsTransport, openNatsKv, openNatsLog } from "@strata/nats";
@@ -189,6 +190,7 @@ async function serveSet(node: StrataNode, nc: NatsConnection, config: NodeConfig
     rebalanceMs: 250,
     commitMs: 50,
     clock: node.clock,
+    logger: stderrLogger({ workload: "set" }),
   });
   const file: FileHandle = await open(join(config.dir, CONSUMED_FILE), "a");
   let seen = 0;
@@ -290,6 +292,33 @@ async function serveCrdt(node: StrataNode, config: NodeConfig) {
   };
 }
 
+/**
+ * Warnings and errors as JSON lines on stderr, which the cluster keeps as the node's log (stdout
+ * carries the ready line).
+ */
+function stderrLogger(bindings: object = {}): Logger {
+  const write =
+    (level: string) =>
+    (fields: object, message?: string): void => {
+      const plain = Object.fromEntries(
+        Object.entries(fields).map(([k, v]) => [
+          k,
+          v instanceof Error ? `${v.name}: ${v.message}` : v,
+        ]),
+      );
+      process.stderr.write(
+        `${JSON.stringify({ time: new Date().toISOString(), level, ...bindings, ...plain, msg: message })}\n`,
+      );
+    };
+  return {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: write("warn"),
+    error: write("error"),
+    child: (more) => stderrLogger({ ...bindings, ...more }),
+  };
+}
+
 async function main(): Promise<void> {
   const config = parseConfig(process.argv[2]);
   await mkdir(config.dir, { recursive: true });
@@ -299,6 +328,7 @@ async function main(): Promise<void> {
     id: config.id,
     region: config.region,
     clock,
+    logger: stderrLogger(),
     transport: createNatsTransport({
       servers: config.servers,
       cluster: config.cluster,

@@ -22,7 +22,7 @@ import {
 
 /** Options of {@link runExperiment}. */
 export interface RunOptions {
-  /** Folder for report.json, report.html and the histories; none written when absent. */
+  /** Folder for report.json, report.html, the histories and the nodes' logs; none written when absent. */
   readonly out?: string;
   /** Progress lines. */
   readonly log?: (line: string) => void;
@@ -169,6 +169,7 @@ export async function runExperiment(
     ...experiment.cluster,
     workloads: names,
     log: (line) => log(`  ${line}`),
+    ...(options.out === undefined ? {} : { logsTo: options.out }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
   const metrics = new Metrics();
@@ -325,6 +326,10 @@ export async function runExperiment(
             .map(([code, n]) => `${code} ${n}`)
             .join(", ")}`,
         );
+        for (const [code] of errors.slice(0, 3)) {
+          const example = verdict.errorExamples[code];
+          if (example !== undefined) log(`         e.g. ${code}: ${example}`);
+        }
       }
     }
     for (const failure of failures) log(`  workload error: ${failure}`);

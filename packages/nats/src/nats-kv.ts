@@ -31,6 +31,7 @@ import {
   instrumentKv,
   type TelemetryOptions,
 } from "@strata/core";
+import { RevisionIndex } from "./revision-index.js";
 
 /** Options for {@link openNatsKv}. */
 export interface NatsKvOptions {
@@ -61,6 +62,24 @@ const OPERATION = "KV-Operation";
  */
 const RESERVED = "~";
 const BARRIER = `${RESERVED}read-barrier`;
+const EMPTY = new Uint8Array(0);
+
+/** A key's latest message: a value, or a delete marker. */
+interface Latest {
+  readonly seq: number;
+  readonly deleted: boolean;
+  readonly data: Uint8Array;
+}
+
+function fromStored(message: StoredMsg | null): Latest | null {
+  if (message === null) return null;
+  const operation = message.header?.get(OPERATION);
+  return {
+    seq: message.seq,
+    deleted: operation === "DEL" || operation === "PURGE",
+    data: message.data,
+  };
+}
 
 /** Maps a nats.js or JetStream failure to a StrataError; shared by the package's adapters. */
 export function toError(error: unknown, what: string): StrataError {
@@ -99,22 +118,24 @@ function isWrongLastSequence(error: unknown): boolean {
  * direct get, which any replica may answer. Capabilities: no leases (per-message TTL arrived in
  * nats-server 2.11).
  *
- * Linearizable reads ask the stream leader (`STREAM.MSG.GET`), and with more than one replica they
- * first commit a read barrier. JetStream has no leader leases: a leader cut off from its followers
- * keeps answering as leader until its lost-quorum check (10-20 s after the cut), and for a moment
- * after the partition heals, while the followers have elected a new leader after their election
- * timeout (4-9 s) and commit writes it never sees; its answers then are stale. The barrier is an
- * empty message (a delete marker, so NATS tools list no key for it) published to a reserved
- * subject of the bucket's stream; the leader acknowledges it only once a quorum has stored it,
- * after applying every earlier entry, so that leader's answer to the read that follows holds every
- * write acknowledged before the read began, and a cut-off leader fails the read (UNAVAILABLE)
- * instead of answering. The read itself goes to whichever server believes it leads the stream:
- * should another server answer it (leadership moving between the two requests, or an old leader
- * that has not yet heard of the new term when a partition heals), the barrier proves nothing about
- * that answer; JetStream 2.10 offers no read that carries its own proof of a quorum. Concurrent
- * reads share a barrier, but only one published after they were invoked.
- * Barriers take revisions (the store's revisions have gaps anyway) and the bucket keeps the last
- * `history` of them, as of any key; watches and listings skip them.
+ * Linearizable reads with more than one replica do not trust any server's word on what is
+ * latest. JetStream has no leader leases: a leader cut off from its followers keeps answering as
+ * leader until its lost-quorum check (10-20 s after the cut), and for about a second after the
+ * partition heals, while the followers have elected a new leader and committed writes it never
+ * sees; a request for a key's last message can be answered by it, and the first answer wins.
+ * Instead a read:
+ * 1. commits a read barrier: an empty message (a delete marker, so NATS tools list no key for it)
+ *    on a reserved subject of the bucket's stream, acknowledged once a quorum has stored it at
+ *    sequence S, later than every write acknowledged before the read began (a cut-off leader
+ *    cannot commit it: the read fails with UNAVAILABLE);
+ * 2. waits until this store's {@link RevisionIndex} (an ordered consumer of the stream, headers
+ *    only, which only ever delivers committed messages) has applied S: it then names the key's
+ *    latest revision as of S, or none;
+ * 3. fetches that revision by its sequence (direct get, any replica): a message's content never
+ *    changes, so a replica either has it or says it has not (then the read asks again).
+ * Concurrent reads share a barrier, but only one published after they were invoked. Barriers take
+ * revisions (the store's revisions have gaps anyway) and the bucket keeps the last `history` of
+ * them, as of any key; watches and listings skip them. The index costs one small entry per key.
  */
 class NatsKv implements StrongKV {
   readonly name = "nats";
@@ -132,6 +153,9 @@ class NatsKv implements StrongKV {
   private readonly stream: string;
   private readonly prefix: string;
   private readonly history: number;
+  private readonly timeoutMs: number;
+  /** Every key's latest revision, for linearizable reads (more than one replica only). */
+  private readonly index: RevisionIndex | undefined;
   private closed = false;
   /** The barrier being published now, if any. */
   private barrierSent: Promise<number> | undefined;
@@ -145,15 +169,27 @@ class NatsKv implements StrongKV {
     bucket: string;
     replicas: number;
     history: number;
+    timeoutMs: number;
   }) {
     this.replicas = init.replicas;
     this.history = init.history;
+    this.timeoutMs = init.timeoutMs;
     this.js = init.js;
     this.jsm = init.jsm;
     this.kv = init.kv;
     this.bucket = init.bucket;
     this.stream = `KV_${init.bucket}`;
     this.prefix = `$KV.${init.bucket}.`;
+    this.index =
+      init.replicas > 1
+        ? new RevisionIndex({
+            js: init.js,
+            stream: this.stream,
+            prefix: this.prefix,
+            reserved: RESERVED,
+            operationHeader: OPERATION,
+          })
+        : undefined;
   }
 
   private check(signal?: AbortSignal): void {
@@ -167,7 +203,8 @@ class NatsKv implements StrongKV {
    * moment, applied every write acknowledged before the call. A barrier is published only once
    * the previous one has been answered; calls made meanwhile share the next one. When the
    * previous one fails, so do they (a read may always fail), which keeps a cut-off leader from
-   * collecting a queue of barriers and the reads' latency at one timeout.
+   * collecting a queue of barriers and the reads' latency at one timeout. The revision index is
+   * started first, so that it delivers every barrier.
    */
   private barrier(): Promise<number> {
     if (this.barrierNext !== undefined) return this.barrierNext;
@@ -178,6 +215,7 @@ class NatsKv implements StrongKV {
       } finally {
         this.barrierNext = undefined;
       }
+      await this.index?.start();
       const h = headers();
       h.set(OPERATION, "DEL");
       const sent = this.js
@@ -195,33 +233,57 @@ class NatsKv implements StrongKV {
   }
 
   /**
-   * The latest message for a key, deletes included. `stale`: direct get, any replica; `leader`:
-   * the stream leader's, for a caller that has just passed a barrier; `linearizable`: a barrier,
-   * then the stream leader's. One replica: direct get is answered by the stream's only server,
-   * which applies a write before acknowledging it, so it is as fresh as a barrier and a leader's
-   * STREAM.MSG.GET, and cheaper (no JSON/base64 envelope).
+   * The latest message for a key, deletes included. `stale`: direct get, any replica;
+   * `linearizable`: through a barrier and the revision index (see the class). One replica: direct
+   * get is answered by the stream's only server, which applies a write before acknowledging it,
+   * so it is as fresh as a barrier, and cheaper.
    */
-  private async latest(
-    key: string,
-    read: "stale" | "leader" | "linearizable",
-  ): Promise<StoredMsg | null> {
-    const query = { last_by_subj: this.prefix + key };
+  private async latest(key: string, read: "stale" | "linearizable"): Promise<Latest | null> {
     try {
-      if (read === "stale" || this.replicas === 1) {
-        return await this.jsm.direct.getMessage(this.stream, query);
+      if (read === "stale" || this.index === undefined) {
+        return fromStored(
+          await this.jsm.direct.getMessage(this.stream, { last_by_subj: this.prefix + key }),
+        );
       }
-      if (read === "linearizable") await this.barrier();
-      return await this.jsm.streams.getMessage(this.stream, query);
+      const deadline = performance.now() + this.timeoutMs;
+      // The index delivers a barrier milliseconds after its commit: however long the barrier
+      // took, give that a second.
+      await this.index.reached(await this.barrier(), Math.max(1_000, deadline - performance.now()));
+      return await this.indexed(this.index, key, deadline);
     } catch (error) {
-      if (error instanceof JetStreamApiError && error.code === 10037) return null; // no message found
       throw toError(error, `get ${key}`);
     }
   }
 
-  private entry(key: string, message: StoredMsg | null): KvEntry | undefined {
-    if (message === null) return undefined;
-    const operation = message.header?.get(OPERATION);
-    if (operation === "DEL" || operation === "PURGE") return undefined;
+  /**
+   * The key's latest message as the index names it (the caller has seen the index pass its
+   * barrier): fetched by sequence. A replica without that sequence answers "not found": it is
+   * behind, or a newer write has since pushed the message past the history limit (the index then
+   * names the newer one): ask again, until `deadline`.
+   */
+  private async indexed(
+    index: RevisionIndex,
+    key: string,
+    deadline: number,
+  ): Promise<Latest | null> {
+    for (let attempt = 0; ; attempt++) {
+      const at = index.get(key);
+      if (at === undefined) return null;
+      if (at.deleted) return { seq: at.seq, deleted: true, data: EMPTY };
+      const message = await this.jsm.direct.getMessage(this.stream, { seq: at.seq });
+      if (message !== null && message.subject === this.prefix + key) return fromStored(message);
+      if (performance.now() >= deadline) {
+        throw new StrataError(
+          "UNAVAILABLE",
+          `get ${key}: no replica answered with revision ${at.seq} in time`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5 * 2 ** attempt, 100)));
+    }
+  }
+
+  private entry(key: string, message: Latest | null): KvEntry | undefined {
+    if (message === null || message.deleted) return undefined;
     return { key, value: message.data, revision: message.seq };
   }
 
@@ -369,17 +431,18 @@ class NatsKv implements StrongKV {
     this.check(options.signal);
     checkPrefix(prefix);
     const limit = checkLimit(options.limit);
+    const wanted = (key: string): boolean =>
+      key.startsWith(prefix) &&
+      !key.startsWith(RESERVED) &&
+      (options.after === undefined || key > options.after);
     const keys: string[] = [];
     try {
-      // One barrier for the page: each entry is then read from the stream leader.
-      if (this.replicas > 1) await this.barrier();
-      for await (const key of await this.kv.keys()) {
-        if (
-          key.startsWith(prefix) &&
-          !key.startsWith(RESERVED) &&
-          (options.after === undefined || key > options.after)
-        )
-          keys.push(key);
+      if (this.index === undefined) {
+        for await (const key of await this.kv.keys()) if (wanted(key)) keys.push(key);
+      } else {
+        // One barrier for the page; the index then names each key's latest revision.
+        await this.index.reached(await this.barrier(), this.timeoutMs);
+        for (const [key] of this.index.liveKeys()) if (wanted(key)) keys.push(key);
       }
     } catch (error) {
       throw toError(error, `list ${prefix}`);
@@ -390,7 +453,15 @@ class NatsKv implements StrongKV {
     for (const key of keys) {
       if (entries.length === limit) break;
       last = key;
-      const entry = this.entry(key, await this.latest(key, "leader"));
+      const latest =
+        this.index === undefined
+          ? await this.latest(key, "stale")
+          : await this.indexed(this.index, key, performance.now() + this.timeoutMs).catch(
+              (error: unknown) => {
+                throw toError(error, `list ${prefix}`);
+              },
+            );
+      const entry = this.entry(key, latest);
       if (entry !== undefined) entries.push(entry);
     }
     const more = last !== undefined && keys.indexOf(last) < keys.length - 1;
@@ -500,6 +571,7 @@ class NatsKv implements StrongKV {
 
   [Symbol.asyncDispose](): Promise<void> {
     this.closed = true;
+    this.index?.close();
     return Promise.resolve();
   }
 
@@ -554,7 +626,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<StrongKV> {
       );
     }
     return instrumentKv(
-      new NatsKv({ js, jsm, kv, bucket: options.bucket, replicas, history }),
+      new NatsKv({ js, jsm, kv, bucket: options.bucket, replicas, history, timeoutMs: timeout }),
       options.telemetry,
     );
   } catch (error) {

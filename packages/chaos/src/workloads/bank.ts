@@ -103,6 +103,7 @@ export function bankWorkload(options: BankWorkloadOptions = {}): Workload {
           : `${verdict.anomalies.length} anomalies: ${[...new Set(verdict.anomalies.map((a) => a.type))].join(", ")}`,
         operations: { ...tracker.counts },
         errors: { ...tracker.errors },
+        errorExamples: { ...tracker.errorExamples },
         details: verdict,
       };
     },

@@ -64,6 +64,7 @@ export function counterWorkload(options: CounterWorkloadOptions = {}): Workload 
           : `${verdict.anomalies.length} anomalies: ${[...new Set(verdict.anomalies.map((a) => a.type))].join(", ")}`,
         operations: { ...tracker.counts },
         errors: { ...tracker.errors },
+        errorExamples: { ...tracker.errorExamples },
         details: verdict,
       };
     },

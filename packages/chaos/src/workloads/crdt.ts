@@ -65,6 +65,7 @@ export function crdtWorkload(options: CrdtWorkloadOptions = {}): Workload {
           : `${verdict.anomalies.length} anomalies: ${[...new Set(verdict.anomalies.map((a) => a.type))].join(", ")}`,
         operations: { ...tracker.counts },
         errors: { ...tracker.errors },
+        errorExamples: { ...tracker.errorExamples },
         details: verdict,
       };
     },

@@ -194,6 +194,7 @@ export function registerWorkload(options: RegisterWorkloadOptions = {}): Workloa
               : `inconclusive: the checker gave up (${verdict.reason}) after ${verdict.ms.toFixed(0)} ms`,
         operations: { ...tracker.counts },
         errors: { ...tracker.errors },
+        errorExamples: { ...tracker.errorExamples },
         details: options.store === "sharded" ? { ...verdict, rebalances } : verdict,
       };
     },

@@ -143,6 +143,7 @@ export function setWorkload(options: SetWorkloadOptions = {}): Workload {
         }, ${unexpected} unexpected, ${duplicated} delivered twice${duplicated > 0 && duplicatesAllowed ? " (allowed: at-least-once)" : ""}`,
         operations: { ...tracker.counts },
         errors: { ...tracker.errors },
+        errorExamples: { ...tracker.errorExamples },
         details: whereabouts === undefined ? verdict : { ...verdict, whereabouts },
       };
     },

@@ -24,6 +24,8 @@ export interface WorkloadVerdict {
   readonly operations: { readonly ok: number; readonly fail: number; readonly info: number };
   /** Errors the clients saw, by code (and reason, when the error gave one). */
   readonly errors: Readonly<Record<string, number>>;
+  /** The first message seen of each kind in `errors`, to tell where they came from. */
+  readonly errorExamples: Readonly<Record<string, string>>;
   /** The checker's whole verdict. */
   readonly details: unknown;
 }
@@ -54,6 +56,7 @@ export function createTracker(name: WorkloadName) {
   const recorder = createRecorder();
   const counts = { ok: 0, fail: 0, info: 0 };
   const errors: Record<string, number> = {};
+  const errorExamples: Record<string, string> = {};
   const noteError = (error: unknown): void => {
     const reason = isStrataError(error) ? error.details["reason"] : undefined;
     const code = isStrataError(error)
@@ -62,11 +65,13 @@ export function createTracker(name: WorkloadName) {
         ? error.name
         : "unknown";
     errors[code] = (errors[code] ?? 0) + 1;
+    errorExamples[code] ??= (error instanceof Error ? error.message : String(error)).slice(0, 300);
   };
   return {
     recorder,
     counts,
     errors,
+    errorExamples,
     /**
      * Runs one operation of `process`, records how it ended (`classify` decides between fail and
      * info for an error), and returns its value or undefined.
@@ -122,8 +127,13 @@ export function createTracker(name: WorkloadName) {
   };
 }
 
-/** Refusals made before the call reached a handler: the operation did not happen. */
+/**
+ * Refusals made before the call reached a handler: the operation did not happen (unless the
+ * error says attempts were sent before it, on a retry).
+ */
 const NOT_SENT = new Set([
+  "no-instance",
+  "unknown-node",
   "circuit-open",
   "bulkhead",
   "retry-budget",
@@ -134,7 +144,7 @@ const NOT_SENT = new Set([
 
 /** Whether an error is a refusal made before the call reached a handler (see NOT_SENT). */
 export function refusedBeforeSending(error: unknown): boolean {
-  if (!isStrataError(error)) return false;
+  if (!isStrataError(error) || error.details["attempts"] !== undefined) return false;
   const reason = error.details["reason"];
   return typeof reason === "string" && NOT_SENT.has(reason);
 }
@@ -146,8 +156,7 @@ export function refusedBeforeSending(error: unknown): boolean {
 export function definitelyNot(error: unknown, ...codes: string[]): boolean {
   if (!isStrataError(error)) return false;
   if (["INVALID_ARGUMENT", ...codes].includes(error.code)) return true;
-  const reason = error.details["reason"];
-  return typeof reason === "string" && NOT_SENT.has(reason);
+  return refusedBeforeSending(error);
 }
 
 /**

@@ -107,6 +107,21 @@ class Slots {
   }
 }
 
+/**
+ * A failure of the consumer's own stores around a handler (its idempotency markers, say), not of
+ * the handler: the record is tried again with backoff for as long as it takes, and never
+ * dead-lettered for it. A store that is down says nothing about whether the event can be handled.
+ */
+export function runtimeUnavailable(error: unknown, what: string): StrataError {
+  const cause = toStrataError(error, what);
+  return new StrataError("UNAVAILABLE", `${what}: ${cause.message}`, {
+    cause,
+    details: { reason: RUNTIME_UNAVAILABLE },
+  });
+}
+
+const RUNTIME_UNAVAILABLE = "runtime-unavailable";
+
 /** Resolves after `ms`, or early (false) when the signal aborts. */
 /** Waits `ms`; false (at once) when `signal` aborts first. Leaves no listener behind. */
 export function pause(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
@@ -293,7 +308,8 @@ class PartitionWorker {
   private async deliver(record: LogRecord, event: CloudEvent): Promise<boolean> {
     const { config } = this;
     const signal = this.controller.signal;
-    for (let attempt = 1; ; attempt++) {
+    // `attempt` counts every try (the handler sees it); `charged` only the handler's own failures.
+    for (let attempt = 1, charged = 0; ; attempt++) {
       if (signal.aborted) return false;
       const handlerAbort = new AbortController();
       const onStop = (): void => handlerAbort.abort(signal.reason);
@@ -336,17 +352,24 @@ class PartitionWorker {
       }
       if (failure === undefined) return true;
       if (signal.aborted) return false;
-      const permanent = !failure.retryable && isDeclaredPermanent(failure);
-      if (permanent || attempt >= config.maxAttempts) {
+      const ours = failure.details["reason"] === RUNTIME_UNAVAILABLE;
+      if (!ours) charged++;
+      const permanent = !ours && !failure.retryable && isDeclaredPermanent(failure);
+      if (permanent || charged >= config.maxAttempts) {
         const reason = `${failure.code}: ${detail}${permanent ? " (not retryable)" : ""}`;
         await this.deadLetter(record, reason, attempt);
         return true;
       }
       config.logger.warn(
-        { stream: record.stream, seq: record.seq, attempt, code: failure.code },
-        "event handler failed; redelivering after backoff",
+        { stream: record.stream, seq: record.seq, attempt, code: failure.code, detail },
+        ours
+          ? "the consumer's store failed around the handler; trying again after backoff"
+          : "event handler failed; redelivering after backoff",
       );
-      const ceiling = Math.min(config.backoff.maxMs, config.backoff.initialMs * 2 ** (attempt - 1));
+      const ceiling = Math.min(
+        config.backoff.maxMs,
+        config.backoff.initialMs * 2 ** Math.min(attempt - 1, 30),
+      );
       const delay = ceiling / 2 + (config.clock.random() * ceiling) / 2;
       if (!(await pause(config.clock, delay, signal))) return false;
     }

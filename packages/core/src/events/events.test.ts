@@ -7,7 +7,7 @@ import { waitFor } from "@strata/test-harness";
 import { afterEach, describe, expect, expectTypeOf, it } from "vitest";
 import { openEmbeddedKv } from "../adapters/embedded/embedded-kv.js";
 import { openEmbeddedLog } from "../adapters/embedded/embedded-log.js";
-import { isStrataError } from "../errors/index.js";
+import { StrataError, isStrataError } from "../errors/index.js";
 import { action, defineService } from "../service/define-service.js";
 import { customSchema, objectSchema } from "../service/custom-schema.js";
 import type { EventLog } from "../ports/log.js";
@@ -240,6 +240,55 @@ describe("events", () => {
     expect(letters).toHaveLength(1);
     expect(letters[0]).toMatchObject({ attempts: 3, group: "fragile", key: "p" });
     expect(letters[0]?.reason).toContain("cannot handle p");
+  });
+
+  it("never dead-letters an event because its idempotency markers' store was down", async () => {
+    const f = await fixture();
+    // The store answers the markers' reads and writes with UNAVAILABLE, more often than the
+    // handler's attempts allow, then comes back.
+    let failures = 0;
+    const flaky = new Proxy(f.kv, {
+      get(target, property, receiver) {
+        const value: unknown = Reflect.get(target, property, receiver);
+        if ((property !== "get" && property !== "create") || typeof value !== "function")
+          return typeof value === "function"
+            ? (value as (...args: unknown[]) => unknown).bind(target)
+            : value;
+        return (key: string, ...rest: unknown[]) => {
+          if (key.startsWith("events/seen/") && failures < 8) {
+            failures++;
+            return Promise.reject(new StrataError("UNAVAILABLE", "store down"));
+          }
+          return (value as (...args: unknown[]) => unknown).call(target, key, ...rest);
+        };
+      },
+    });
+    const events = createEvents({
+      log: f.log,
+      kv: flaky,
+      source: "strata://test",
+      partitions: 1,
+      leaseMs: 1_000,
+      rebalanceMs: 50,
+      commitMs: 10,
+    });
+    closers.push(() => events.close());
+    const handled: number[] = [];
+    await events.subscribe(orders, {
+      group: "careful",
+      idempotent: true,
+      maxAttempts: 2,
+      backoff: { initialMs: 1, maxMs: 5 },
+      on: { placed: (event) => void handled.push(event.data.n) },
+    });
+    await events.publish(orders, "placed", { orderId: "q", n: 7 }, { key: "q" });
+    await waitFor(() => handled.length === 1 && failures === 8, {
+      message: "the event was never handled",
+    });
+    expect(handled).toEqual([7]);
+    expect(await events.deadLetters(orders)).toEqual([]);
+    // The marker was written in the end: a redelivery would be recognised.
+    expect((await f.kv.list("events/seen/careful/")).entries).toHaveLength(1);
   });
 
   it("dead-letters malformed and schema-violating records at once and keeps consuming", async () => {

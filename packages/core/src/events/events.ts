@@ -16,6 +16,7 @@ import {
   Consumer,
   consumerKeys,
   pause,
+  runtimeUnavailable,
   type Backoff,
   type DeliveryInfo,
   type StartFrom,
@@ -487,7 +488,12 @@ export function createEvents(options: EventsOptions): Events {
         handler: EventHandler<unknown>;
       };
       const marker = seenKey(group, event.id);
-      if (idempotent && (await kv.get(marker)) !== undefined) return;
+      if (idempotent) {
+        const seen = await kv.get(marker).catch((error: unknown) => {
+          throw runtimeUnavailable(error, `event ${event.id}: reading its idempotency marker`);
+        });
+        if (seen !== undefined) return;
+      }
       // An event whose data no longer matches the schema cannot succeed by retrying.
       const data = await validate(entry.schema, event.data, `event ${event.type}`);
       let duplicate = false;
@@ -539,7 +545,9 @@ export function createEvents(options: EventsOptions): Events {
         await kv
           .create(marker, enc.encode(JSON.stringify({ at: clock.now() })))
           .catch((error: unknown) => {
-            if (!isStrataError(error, "ALREADY_EXISTS")) throw error;
+            if (!isStrataError(error, "ALREADY_EXISTS")) {
+              throw runtimeUnavailable(error, `event ${event.id}: writing its idempotency marker`);
+            }
           });
       }
     }

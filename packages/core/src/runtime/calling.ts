@@ -182,6 +182,20 @@ class LatencyWindow {
 /** A W3C traceparent: version 00, a non-zero trace id and parent id, and flags. */
 const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 
+/**
+ * A refusal made before an attempt was sent (no node, an open circuit) says the call did not
+ * happen only when no earlier attempt went out: on a retry it names the attempts already sent,
+ * whose outcome is unknown.
+ */
+function afterAttempts(call: LogicalCall, error: StrataError): StrataError {
+  if (call.attempts === 0) return error;
+  return new StrataError(error.code, `${error.message} (after ${call.attempts} sent attempts)`, {
+    details: { ...error.details, attempts: call.attempts },
+    retryable: error.retryable,
+    cause: error,
+  });
+}
+
 function guardsNode(policies: ResolvedPolicies): boolean {
   return policies.breaker !== undefined && policies.breaker.scope !== "action";
 }
@@ -595,9 +609,12 @@ export class Calling {
       });
       this.fail(
         call,
-        new StrataError("UNAVAILABLE", `${binding.what}: circuit open`, {
-          details: { reason: "circuit-open", scope: "action" },
-        }),
+        afterAttempts(
+          call,
+          new StrataError("UNAVAILABLE", `${binding.what}: circuit open`, {
+            details: { reason: "circuit-open", scope: "action" },
+          }),
+        ),
         true,
       );
       return;
@@ -615,7 +632,7 @@ export class Calling {
             "UNAVAILABLE",
             `node ${call.targetNode} is not known to serve ${binding.service}`,
             {
-              details: { node: call.targetNode },
+              details: { reason: "unknown-node", node: call.targetNode },
             },
           );
         }
@@ -653,7 +670,7 @@ export class Calling {
       }
     } catch (error) {
       actionBreaker?.release();
-      this.fail(call, toStrataError(error, binding.what), true);
+      this.fail(call, afterAttempts(call, toStrataError(error, binding.what)), true);
       return;
     }
 

@@ -134,6 +134,38 @@ describe("circuit breakers and fault injection", () => {
     expect(caller.stats().attempts - before).toBe(3); // the default: 3 attempts in all
   });
 
+  it("says a refusal before sending is not the whole story when earlier attempts went out", async () => {
+    await using cluster = createTestCluster();
+    const n1 = await cluster.add({ id: "n1", services: [ordersOn("n1", new Map())] });
+    const caller = await cluster.add({
+      id: "caller",
+      resilience: {
+        outlier: false,
+        defaults: { breaker: { strategy: { type: "consecutive", threshold: 1 } } },
+      },
+    });
+    n1.faults.inject({
+      effect: { type: "fail", code: "UNAVAILABLE" },
+      scope: { action: "read" },
+      probability: 1,
+    });
+    const client = caller.client(orders);
+    // The first attempt reaches n1 and fails, which opens n1's breaker; the retry is refused by
+    // it before it is sent. The first attempt ran, so the error must not claim nothing did.
+    const first = (await run(
+      cluster,
+      client.read({ id: "r1" }).catch((e: unknown) => e),
+    )) as StrataError;
+    expect(first.code).toBe("UNAVAILABLE");
+    expect(first.details).toMatchObject({ reason: "circuit-open", attempts: 1 });
+    expect(first.message).toContain("after 1 sent attempts");
+    // A call refused before any attempt went out says so, with no attempts.
+    const second = (await client.read({ id: "r2" }).catch((e: unknown) => e)) as StrataError;
+    expect(second.details).toMatchObject({ reason: "circuit-open" });
+    expect(second.details["attempts"]).toBeUndefined();
+    expect(caller.stats().attempts).toBe(1);
+  });
+
   it("keeps retries within the budget under a 100% failure storm", async () => {
     await using cluster = createTestCluster();
     const served = new Map<string, number>();

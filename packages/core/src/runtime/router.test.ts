@@ -258,7 +258,11 @@ for (const serialize of [false, true]) {
 
       const none = await failsWith(caller.client(v1, { version: "^3.0.0" }).hi({}), "UNAVAILABLE");
       expect(none.message).toMatch(/no ready node serves greeter@\^3\.0\.0/);
-      expect(none.details).toEqual({ service: "greeter", version: "^3.0.0" });
+      expect(none.details).toEqual({
+        reason: "no-instance",
+        service: "greeter",
+        version: "^3.0.0",
+      });
       expect(() => caller.client(v1, { version: "one point two" })).toThrowError(
         /not a valid semver range/,
       );

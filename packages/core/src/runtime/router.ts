@@ -66,7 +66,7 @@ export class Router {
       throw new StrataError(
         "UNAVAILABLE",
         `no ready node serves ${request.service}@${request.range}`,
-        { details: { service: request.service, version: request.range } },
+        { details: { reason: "no-instance", service: request.service, version: request.range } },
       );
     }
     if (shardKey !== undefined) {
