@@ -1,4 +1,5 @@
 import { anySchema, defineService } from "@strata/core";
+import { PINNED_CONNECTION } from "@strata/nats";
 
 /**
  * The services a chaos node serves, one per workload. Each is a thin layer over a Strata building
@@ -181,14 +182,4 @@ export const CONSUMED_FILE = "consumed.log";
  * NATS connection options of every chaos client (nodes and the workloads' client): stay on the
  * URLs given (their proxies) and notice a black-holed server in seconds.
  */
-export const STAY_ON_PROXIES = {
-  maxReconnectAttempts: -1,
-  reconnectTimeWait: 250,
-  // The servers advertise their own client URLs; following them would bypass the proxies.
-  ignoreClusterUpdates: true,
-  pingInterval: 2_000,
-  maxPingOut: 2,
-  // A black-holed server accepts the TCP connection and never answers: with the default 20 s
-  // connect timeout each reconnect attempt to it would hold the client that long.
-  timeout: 2_000,
-} as const;
+export const STAY_ON_PROXIES = PINNED_CONNECTION;

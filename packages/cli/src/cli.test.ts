@@ -244,9 +244,10 @@ describe("strata demo", () => {
     expect(report.inventory.stockConserved).toBe(true);
     expect(report.calls.errors["INTERNAL"]).toBeUndefined();
     expect(report.resilience.faultHits).toBeGreaterThan(0);
-    // A soft objective, not an invariant: in a 2 s run the fault window is 0.8 s at the start,
-    // where a loaded CI machine sheds calls too (0.79-1.00 seen with the other test files running
-    // beside it). Most calls still succeed; the verdicts above are the hard checks.
+    // A soft objective, not an invariant: in a 2 s run the fault window is 0.8 s at the start.
+    // A loaded CI machine sheds calls then too (as low as 0.37 of all calls succeeded with the
+    // other test files and a build beside it); the rate leaves shed calls out, since they
+    // measure the machine. Of the calls admitted, most succeed; the verdicts are the hard checks.
     expect(report.resilience.successRateDuringFault).toBeGreaterThan(0.5);
     // Checkouts ran as sagas; every order's outcome was published once and notified once.
     const orders = report.events.orders.confirmed + report.events.orders.cancelled;

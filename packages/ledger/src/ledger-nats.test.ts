@@ -11,7 +11,9 @@ let cluster: NatsCluster;
 const connections: NatsConnection[] = [];
 
 beforeAll(async () => {
-  cluster = await startNatsCluster({ nodes: 3, syncAlways: true });
+  // A server restarted under the writers' load can take longer than the default 20 s to be
+  // counted current by the meta leader on a busy 2-core machine.
+  cluster = await startNatsCluster({ nodes: 3, syncAlways: true, startTimeoutMs: 45_000 });
 });
 
 afterAll(async () => {

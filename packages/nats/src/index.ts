@@ -6,6 +6,7 @@ export type {
   NatsTransportOptions,
 } from "./nats-transport.js";
 export { MIN_NATS_VERSION, checkServerVersion } from "./server-version.js";
+export { PINNED_CONNECTION } from "./connection-options.js";
 export { openNatsKv } from "./nats-kv.js";
 export type { NatsKvOptions } from "./nats-kv.js";
 export { openNatsLog } from "./jetstream-log.js";

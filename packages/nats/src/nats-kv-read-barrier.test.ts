@@ -3,21 +3,12 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { isStrataError, type KvEvent } from "@strata/core";
 import { startNatsCluster, waitFor, type NatsServerHandle } from "@strata/test-harness";
 import { describe, expect, it } from "vitest";
+import { PINNED_CONNECTION } from "./connection-options.js";
 import { openNatsKv } from "./nats-kv.js";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array | undefined): string | undefined =>
   b === undefined ? undefined : new TextDecoder().decode(b);
-
-/** Stay on the one URL given (its link proxy) and notice a black-holed server in seconds. */
-const PINNED = {
-  maxReconnectAttempts: -1,
-  reconnectTimeWait: 250,
-  ignoreClusterUpdates: true,
-  pingInterval: 2_000,
-  maxPingOut: 2,
-  timeout: 2_000,
-} as const;
 
 async function jsz(server: NatsServerHandle, query: string): Promise<Record<string, unknown>> {
   const response = await fetch(`http://127.0.0.1:${server.monitorPort}/jsz${query}`, {
@@ -72,7 +63,7 @@ describe("NATS StrongKV under a partition (R3, links through proxies)", () => {
     const stream = `KV_${bucket}`;
     const connections: NatsConnection[] = [];
     const connectTo = async (url: string | undefined, name: string): Promise<NatsConnection> => {
-      const nc = await connect({ servers: [url ?? ""], name, ...PINNED });
+      const nc = await connect({ servers: [url ?? ""], name, ...PINNED_CONNECTION });
       connections.push(nc);
       return nc;
     };

@@ -216,8 +216,10 @@ function details(report: DemoReport, title: string): string {
               : `${res.fault.service} on ${res.fault.node} failed every call from ${res.fault.fromSecond}s to ${res.fault.toSecond}s (${res.faultHits} calls hit it)`,
           ],
           [
-            "success rate during the fault",
-            res.successRateDuringFault === null ? "n/a" : pct(res.successRateDuringFault),
+            "success rate during the fault (calls admitted)",
+            res.successRateDuringFault === null
+              ? "n/a"
+              : `${pct(res.successRateDuringFault)} (${res.shedDuringFault ?? 0} more shed for load)`,
           ],
           ["retries", res.retries],
           ["shed", res.shed],

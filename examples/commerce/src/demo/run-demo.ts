@@ -167,7 +167,13 @@ export interface DemoReport {
       readonly fromSecond: number;
       readonly toSecond: number;
     } | null;
+    /**
+     * Of the browse calls admitted while the fault was on, the share that succeeded. Calls shed
+     * for load (`RESOURCE_EXHAUSTED`) are left out: they measure the machine, not the fault.
+     */
     readonly successRateDuringFault: number | null;
+    /** Browse calls shed for load while the fault was on. */
+    readonly shedDuringFault: number | null;
     readonly breakerTransitions: ReadonlyArray<{
       readonly atSecond: number;
       readonly target: string;
@@ -567,8 +573,8 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     const faultsOn = options.faults !== false && durationMs >= 1_000;
     let faultHits = 0;
     let faultCleared = false;
-    let duringFault = { calls: 0, ok: 0 };
-    let baseline = { calls: 0, errors: 0 };
+    let duringFault = { calls: 0, ok: 0, shed: 0 };
+    let baseline = { calls: 0, errors: 0, shed: 0 };
     const admin = (action: string, input: object): Promise<unknown> =>
       gateway.call(ADMIN_SERVICE, action, input, { node: faulty, timeoutMs: 2_000 });
     const clearFault = async (): Promise<void> => {
@@ -580,6 +586,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
       duringFault = {
         calls: progressCalls - baseline.calls,
         ok: progressCalls - baseline.calls - (progressErrors - baseline.errors),
+        shed: progressShed - baseline.shed,
       };
       view.state.fault = null;
       view.incident(`fault cleared on ${faulty}`);
@@ -617,7 +624,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
           },
           scope: { service: "inventory" },
         });
-        baseline = { calls: progressCalls, errors: progressErrors };
+        baseline = { calls: progressCalls, errors: progressErrors, shed: progressShed };
         view.state.fault = `inventory on ${faulty} failing`;
         view.incident(`fault injected: inventory on ${faulty} fails every call`);
       });
@@ -682,6 +689,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
     }
     let progressCalls = 0;
     let progressErrors = 0;
+    let progressShed = 0;
     // Product pages check availability: the spike is five times the base rate, which the
     // autoscaler meets by adding replicas of the availability service.
     autoscaleLeg = await startAutoscaleLeg({
@@ -774,6 +782,7 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
             return await call();
           } catch (error) {
             progressErrors++;
+            if (isStrataError(error, "RESOURCE_EXHAUSTED")) progressShed++;
             noteInternal(error);
             throw error;
           }
@@ -954,7 +963,10 @@ async function demo(options: DemoOptions): Promise<DemoReport> {
             }
           : null,
         successRateDuringFault:
-          faultsOn && duringFault.calls > 0 ? round4(duringFault.ok / duringFault.calls) : null,
+          faultsOn && duringFault.calls > duringFault.shed
+            ? round4(duringFault.ok / (duringFault.calls - duringFault.shed))
+            : null,
+        shedDuringFault: faultsOn ? duringFault.shed : null,
         breakerTransitions: transitions,
         retries: gatewayStats.retries,
         shed: nodeTelemetry.reduce((sum, n) => sum + n.shed, 0),
@@ -1309,7 +1321,7 @@ function printSummary(r: DemoReport, log: (line: string) => void): void {
       `resilience   fault: ${f.service} on ${f.node} failed every call from ${f.fromSecond}s to ${f.toSecond}s (${r.resilience.faultHits} calls hit it)`,
     );
     log(
-      `             success rate during the fault ${r.resilience.successRateDuringFault === null ? "n/a" : pct(r.resilience.successRateDuringFault)}; retries ${r.resilience.retries}; shed ${r.resilience.shed}; ejections ${r.resilience.ejections}`,
+      `             success rate during the fault ${r.resilience.successRateDuringFault === null ? "n/a" : `${pct(r.resilience.successRateDuringFault)} of calls admitted (${r.resilience.shedDuringFault ?? 0} shed)`}; retries ${r.resilience.retries}; shed ${r.resilience.shed}; ejections ${r.resilience.ejections}`,
     );
   }
   const c = r.carts;

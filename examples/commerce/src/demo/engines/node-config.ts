@@ -1,4 +1,5 @@
 import { StrataError } from "@strata/core";
+import { PINNED_CONNECTION } from "@strata/nats";
 
 /** The environment variable a node process finds its configuration in (JSON). */
 export const NODE_CONFIG_ENV = "STRATA_COMMERCE_NODE_CONFIG";
@@ -69,14 +70,7 @@ export function enginesNames(namespace: string): {
  * process lives, stay on the servers given (a node of one region must not wander onto another
  * region's servers), and notice a dead server within seconds.
  */
-export const NATS_CONNECTION = {
-  maxReconnectAttempts: -1,
-  reconnectTimeWait: 250,
-  ignoreClusterUpdates: true,
-  pingInterval: 2_000,
-  maxPingOut: 2,
-  timeout: 2_000,
-} as const;
+export const NATS_CONNECTION = PINNED_CONNECTION;
 
 /** Parses and checks a node's configuration. */
 export function parseNodeConfig(text: string | undefined): EngineNodeConfig {
