@@ -18,7 +18,10 @@ export interface CircuitBreakerOptions {
   readonly strategy: BreakerStrategy;
   /** How long the breaker stays open before letting a probe through (ms). */
   readonly halfOpenAfterMs: number;
-  /** Longest open period after repeated failed probes (ms); the wait doubles each time. */
+  /**
+   * Longest open period after repeated failed probes (ms): each failed probe doubles the wait, up
+   * to this. Default `halfOpenAfterMs`: a constant period.
+   */
   readonly maxHalfOpenAfterMs?: number;
 }
 
@@ -60,7 +63,10 @@ export class CircuitBreaker {
             minimumNumberOfCalls: options.strategy.minimumCalls ?? options.strategy.window,
           });
     this.halfOpenAfterMs = options.halfOpenAfterMs;
-    this.maxHalfOpenAfterMs = options.maxHalfOpenAfterMs ?? options.halfOpenAfterMs * 8;
+    this.maxHalfOpenAfterMs = Math.max(
+      options.halfOpenAfterMs,
+      options.maxHalfOpenAfterMs ?? options.halfOpenAfterMs,
+    );
     this.onChange = onChange;
   }
 

@@ -89,19 +89,45 @@ describe("CircuitBreaker", () => {
     expect(states).toEqual(["open", "half-open", "closed"]);
   });
 
-  it("reopens for longer when the probe fails", () => {
+  it("reopens for the same period when the probe fails, or for longer when asked to", () => {
     const clock = manualClock();
-    const breaker = new CircuitBreaker(clock, {
+    const openFor = (breaker: CircuitBreaker): number => {
+      const state = breaker.state;
+      return state.type === "open" ? state.until - clock.monotonic() : -1;
+    };
+    const probeFails = (breaker: CircuitBreaker, wait: number): void => {
+      clock.advance(wait);
+      expect(breaker.allow()).toBe(true);
+      breaker.failure();
+    };
+    const constant = new CircuitBreaker(clock, {
       strategy: { type: "consecutive", threshold: 1 },
       halfOpenAfterMs: 100,
     });
-    breaker.failure();
-    clock.advance(100);
-    expect(breaker.allow()).toBe(true);
-    breaker.failure();
-    const state = breaker.state;
-    expect(state.type).toBe("open");
-    if (state.type === "open") expect(state.until - clock.monotonic()).toBe(200);
+    constant.failure();
+    for (let i = 0; i < 4; i++) {
+      probeFails(constant, 100);
+      expect(openFor(constant)).toBe(100);
+    }
+    const growing = new CircuitBreaker(clock, {
+      strategy: { type: "consecutive", threshold: 1 },
+      halfOpenAfterMs: 100,
+      maxHalfOpenAfterMs: 300,
+    });
+    growing.failure();
+    expect(openFor(growing)).toBe(100);
+    probeFails(growing, 100);
+    expect(openFor(growing)).toBe(200);
+    probeFails(growing, 200);
+    expect(openFor(growing)).toBe(300); // 400, capped
+    probeFails(growing, 300);
+    expect(openFor(growing)).toBe(300);
+    // A successful probe starts over from the shortest period.
+    clock.advance(300);
+    expect(growing.allow()).toBe(true);
+    growing.success();
+    growing.failure();
+    expect(openFor(growing)).toBe(100);
   });
 
   it("trips on the failure rate over a window of calls", () => {
@@ -359,6 +385,11 @@ describe("resilience configuration", () => {
       [{ defaults: { retry: { on: ["NOPE"] } } }, /retry.on/],
       [{ defaults: { breaker: { strategy: { type: "sometimes" } } } }, /breaker.strategy.type/],
       [{ defaults: { breaker: { scope: "everywhere" } } }, /breaker.scope/],
+      [{ defaults: { breaker: { maxHalfOpenAfterMs: -1 } } }, /breaker.maxHalfOpenAfterMs/],
+      [
+        { defaults: { breaker: { halfOpenAfterMs: 2_000, maxHalfOpenAfterMs: 1_000 } } },
+        /maxHalfOpenAfterMs must be at least breaker.halfOpenAfterMs/,
+      ],
       [
         { defaults: { breaker: { strategy: { type: "failure-rate", threshold: 2, window: 10 } } } },
         /threshold/,

@@ -27,6 +27,13 @@ export interface BreakerPolicy {
   readonly strategy?: BreakerStrategy;
   /** Open period before a probe (ms); default 5 000. */
   readonly halfOpenAfterMs?: number;
+  /**
+   * Longest open period (ms): each failed probe doubles the period, up to this. Default
+   * `halfOpenAfterMs`, a constant period: a probe is one call, and a node whose shared dependency
+   * (a store, a quorum) was down for a while should be back in use within one period of its
+   * recovery, not after a wait that grew through the outage.
+   */
+  readonly maxHalfOpenAfterMs?: number;
 }
 
 /** Max concurrent calls from this node to an action, with a bounded queue. */
@@ -94,6 +101,7 @@ export interface ResolvedPolicies {
         readonly scope: "node" | "action" | "both";
         readonly strategy: BreakerStrategy;
         readonly halfOpenAfterMs: number;
+        readonly maxHalfOpenAfterMs: number;
       }
     | undefined;
   readonly bulkhead: { readonly maxConcurrent: number; readonly maxQueue: number } | undefined;
@@ -171,12 +179,22 @@ export function checkCallPolicies(policies: unknown, where: string): void {
     }
   }
   if (p["breaker"] !== undefined && p["breaker"] !== false) {
-    const b = objectOf(where, "breaker", p["breaker"], ["scope", "strategy", "halfOpenAfterMs"]);
+    const b = objectOf(where, "breaker", p["breaker"], [
+      "scope",
+      "strategy",
+      "halfOpenAfterMs",
+      "maxHalfOpenAfterMs",
+    ]);
     const scope = b["scope"];
     if (scope !== undefined && scope !== "node" && scope !== "action" && scope !== "both") {
       fail(where, `breaker.scope must be "node", "action" or "both"`);
     }
     positiveNumber(where, "breaker.halfOpenAfterMs", b["halfOpenAfterMs"]);
+    positiveNumber(where, "breaker.maxHalfOpenAfterMs", b["maxHalfOpenAfterMs"]);
+    const max = b["maxHalfOpenAfterMs"];
+    if (typeof max === "number" && max < ((b["halfOpenAfterMs"] as number | undefined) ?? 5_000)) {
+      fail(where, "breaker.maxHalfOpenAfterMs must be at least breaker.halfOpenAfterMs");
+    }
     if (b["strategy"] !== undefined) {
       const s = objectOf(where, "breaker.strategy", b["strategy"], [
         "type",
@@ -341,6 +359,7 @@ export function resolvePolicies(layers: ReadonlyArray<CallPolicies | undefined>)
             scope: breaker.scope ?? "node",
             strategy: breaker.strategy ?? { type: "consecutive", threshold: 5 },
             halfOpenAfterMs: breaker.halfOpenAfterMs ?? 5_000,
+            maxHalfOpenAfterMs: breaker.maxHalfOpenAfterMs ?? breaker.halfOpenAfterMs ?? 5_000,
           },
     bulkhead:
       bulkhead === undefined
