@@ -251,8 +251,8 @@ class NatsLog implements EventLog {
     const h = natsHeaders();
     h.set(KEY, input.key);
     for (const [name, value] of Object.entries(input.headers ?? {})) h.set(name, value);
-    try {
-      const ack = await this.js.publish(this.subject(stream, input.partition), input.payload, {
+    const publish = () =>
+      this.js.publish(this.subject(stream, input.partition), input.payload, {
         msgID: input.id,
         headers: h,
         // Checked by the stream's leader in its replicated log: a conditional append cannot fork.
@@ -260,6 +260,20 @@ class NatsLog implements EventLog {
           ? {}
           : { expect: { lastSequence: input.expectedLastSeq } }),
       });
+    try {
+      // No responders: no server took the message (the stream's subjects are not yet known
+      // where this client is connected, just after it was created or a server came back), so
+      // sending it again is safe, and the message id would make a repeat harmless anyway.
+      let ack;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          ack = await publish();
+          break;
+        } catch (error) {
+          if (attempt >= 20 || !noResponders(error)) throw error;
+          await new Promise<void>((resolve) => this.clock.setTimer(resolve, 100));
+        }
+      }
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (error) {
       if (
@@ -279,7 +293,7 @@ class NatsLog implements EventLog {
         throw streamNotFound(stream);
       }
       const message = error instanceof Error ? error.message : String(error);
-      if (/no responders/i.test(message) || /no stream/i.test(message)) {
+      if (noResponders(error) || /no stream/i.test(message)) {
         this.partitions.delete(stream);
         // The stream may be gone, or its leader is being elected: tell the two apart.
         await this.fetchInfo(stream);
@@ -491,6 +505,18 @@ class NatsLog implements EventLog {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/**
+ * Whether a publish reached no stream: nats.js reports it as "jetstream is not enabled" (or "no
+ * responders") with the connection's no-responders error as its cause.
+ */
+function noResponders(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; depth++) {
+    if (/no responders|jetstream is not enabled/i.test(e.message)) return true;
+    e = e.cause;
+  }
+  return false;
 }
 
 /** A stored message as a record; foreign messages (no Strata headers) still read sensibly. */

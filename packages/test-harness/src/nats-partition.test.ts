@@ -196,7 +196,12 @@ describe("startNatsCluster({ proxied: true })", () => {
         if (ok) acked++;
         return ok;
       };
-      expect(await publish(toMajority, 5_000)).toBe(true);
+      // A stream just created may take a moment to elect its leader and be known to every
+      // server: the first publish is tried until it is acknowledged.
+      await waitFor(() => publish(toMajority, 2_000), {
+        timeoutMs: 15_000,
+        message: "the new stream acknowledged no publish",
+      });
 
       cluster.partition([
         [minority.name, "app-2"],
