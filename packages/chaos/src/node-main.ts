@@ -25,11 +25,11 @@ import {
   type DotFun,
   type StrataNode,
   type StrongKV,
-  type Logger,
 } from "@strata/core";
 import { openLedger, type Ledger } from "@strata/ledger";
 import { createNatsTransport, openNatsKv, openNatsLog } from "@strata/nats";
 import { openPostgresKv } from "@strata/postgres";
+import { createLogger } from "@strata/telemetry";
 import {
   CONSUMED_FILE,
   STAY_ON_PROXIES,
@@ -164,6 +164,12 @@ async function serveBank(node: StrataNode, nc: NatsConnection, config: NodeConfi
   };
 }
 
+/**
+ * Warnings and errors as JSON lines on stderr, which the cluster keeps as the node's log (stdout
+ * carries the ready line).
+ */
+const logger = createLogger({ level: "warn", destination: process.stderr });
+
 async function serveSet(node: StrataNode, nc: NatsConnection, config: NodeConfig) {
   const log = await openNatsLog({
     connection: nc,
@@ -190,7 +196,7 @@ async function serveSet(node: StrataNode, nc: NatsConnection, config: NodeConfig
     rebalanceMs: 250,
     commitMs: 50,
     clock: node.clock,
-    logger: stderrLogger({ workload: "set" }),
+    logger: logger.child({ workload: "set" }),
   });
   const file: FileHandle = await open(join(config.dir, CONSUMED_FILE), "a");
   let seen = 0;
@@ -292,33 +298,6 @@ async function serveCrdt(node: StrataNode, config: NodeConfig) {
   };
 }
 
-/**
- * Warnings and errors as JSON lines on stderr, which the cluster keeps as the node's log (stdout
- * carries the ready line).
- */
-function stderrLogger(bindings: object = {}): Logger {
-  const write =
-    (level: string) =>
-    (fields: object, message?: string): void => {
-      const plain = Object.fromEntries(
-        Object.entries(fields).map(([k, v]) => [
-          k,
-          v instanceof Error ? `${v.name}: ${v.message}` : v,
-        ]),
-      );
-      process.stderr.write(
-        `${JSON.stringify({ time: new Date().toISOString(), level, ...bindings, ...plain, msg: message })}\n`,
-      );
-    };
-  return {
-    debug: () => undefined,
-    info: () => undefined,
-    warn: write("warn"),
-    error: write("error"),
-    child: (more) => stderrLogger({ ...bindings, ...more }),
-  };
-}
-
 async function main(): Promise<void> {
   const config = parseConfig(process.argv[2]);
   await mkdir(config.dir, { recursive: true });
@@ -328,7 +307,7 @@ async function main(): Promise<void> {
     id: config.id,
     region: config.region,
     clock,
-    logger: stderrLogger(),
+    logger,
     transport: createNatsTransport({
       servers: config.servers,
       cluster: config.cluster,

@@ -251,29 +251,21 @@ class NatsLog implements EventLog {
     const h = natsHeaders();
     h.set(KEY, input.key);
     for (const [name, value] of Object.entries(input.headers ?? {})) h.set(name, value);
-    const publish = () =>
-      this.js.publish(this.subject(stream, input.partition), input.payload, {
-        msgID: input.id,
-        headers: h,
-        // Checked by the stream's leader in its replicated log: a conditional append cannot fork.
-        ...(input.expectedLastSeq === undefined
-          ? {}
-          : { expect: { lastSequence: input.expectedLastSeq } }),
-      });
     try {
       // No responders: no server took the message (the stream's subjects are not yet known
       // where this client is connected, just after it was created or a server came back), so
       // sending it again is safe, and the message id would make a repeat harmless anyway.
-      let ack;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          ack = await publish();
-          break;
-        } catch (error) {
-          if (attempt >= 20 || !noResponders(error)) throw error;
-          await new Promise<void>((resolve) => this.clock.setTimer(resolve, 100));
-        }
-      }
+      const ack = await this.settled(() =>
+        this.js.publish(this.subject(stream, input.partition), input.payload, {
+          msgID: input.id,
+          headers: h,
+          // Checked by the stream's leader in its replicated log: a conditional append cannot
+          // fork.
+          ...(input.expectedLastSeq === undefined
+            ? {}
+            : { expect: { lastSequence: input.expectedLastSeq } }),
+        }),
+      );
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (error) {
       if (
@@ -411,12 +403,20 @@ class NatsLog implements EventLog {
    * responders), as just after the stream is created or loses a server: for about two seconds.
    */
   private async whileSettling<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.settled(fn);
+    } catch (error) {
+      throw toError(error, what);
+    }
+  }
+
+  /** {@link whileSettling}, leaving the last error as nats.js raised it. */
+  private async settled<T>(fn: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await fn();
       } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        if (attempt >= 20 || !/no responders|503/i.test(message)) throw toError(error, what);
+        if (attempt >= 20 || !noResponders(error)) throw error;
         await new Promise<void>((resolve) => this.clock.setTimer(resolve, 100));
       }
     }
@@ -508,12 +508,13 @@ class NatsLog implements EventLog {
 }
 
 /**
- * Whether a publish reached no stream: nats.js reports it as "jetstream is not enabled" (or "no
- * responders") with the connection's no-responders error as its cause.
+ * Whether a request reached nothing that answers for the stream yet (no responders, 503): nats.js
+ * reports a publish of that kind as "jetstream is not enabled", with the connection's
+ * no-responders error as its cause.
  */
 function noResponders(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; depth++) {
-    if (/no responders|jetstream is not enabled/i.test(e.message)) return true;
+    if (/no responders|503|jetstream is not enabled/i.test(e.message)) return true;
     e = e.cause;
   }
   return false;

@@ -149,7 +149,6 @@ class NatsKv implements StrongKV {
   private readonly jsm: JetStreamManager;
   private readonly kv: KV;
   private readonly bucket: string;
-  private readonly replicas: number;
   private readonly stream: string;
   private readonly prefix: string;
   private readonly history: number;
@@ -171,7 +170,6 @@ class NatsKv implements StrongKV {
     history: number;
     timeoutMs: number;
   }) {
-    this.replicas = init.replicas;
     this.history = init.history;
     this.timeoutMs = init.timeoutMs;
     this.js = init.js;
@@ -480,7 +478,7 @@ class NatsKv implements StrongKV {
     try {
       // With replicas, a barrier's own revision: later than every write acknowledged before the
       // call (the stream info of a cut-off leader could be older).
-      if (this.replicas > 1) return await this.barrier();
+      if (this.index !== undefined) return await this.barrier();
       const info = await this.jsm.streams.info(this.stream);
       return info.state.last_seq;
     } catch (error) {

@@ -49,11 +49,6 @@ export class RevisionIndex {
     this.options = options;
   }
 
-  /** The highest stream sequence applied. */
-  get position(): number {
-    return this.applied;
-  }
-
   /**
    * Starts following the stream (once; again after the consumer stopped). Resolves once the
    * consumer exists, so a barrier published after this lands after the consumer's first
@@ -152,7 +147,7 @@ export class RevisionIndex {
     });
   }
 
-  /** The key's latest revision as of {@link RevisionIndex.position}; undefined when it has none. */
+  /** The key's latest revision as of the last sequence applied; undefined when it has none. */
   get(key: string): IndexedRevision | undefined {
     return this.latest.get(key);
   }
